@@ -1,0 +1,1 @@
+"""Visitor widget and agent console served by socketsvc (static files)."""

@@ -1,0 +1,1 @@
+"""Socket.IO namespace handlers: thin layers over the domain services."""

@@ -1,0 +1,51 @@
+"""What every namespace shares: turning handler results and errors into acks."""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+import socketio
+
+from socketsvc import metrics
+from socketsvc.errors import ServiceError, error_ack
+
+log = logging.getLogger("socketsvc.namespaces")
+
+
+class Namespace(socketio.AsyncNamespace):
+    """A class-based namespace whose `on_<event>` handlers return the ack's body.
+
+    A handler raises `ServiceError` for an expected refusal; anything else is logged and
+    answered with `internal`. The connection always stays up.
+    """
+
+    lifecycle = ("connect", "disconnect")
+
+    async def trigger_event(self, event: str, *args: Any) -> Any:
+        if event in self.lifecycle:
+            return await super().trigger_event(event, *args)
+        sid = args[0] if args else None
+        handler = getattr(self, f"on_{event}", None)
+        started = time.perf_counter()
+        if handler is None:
+            outcome, reply = "not_found", error_ack("not_found", f"unknown event {event!r}")
+            log.info("unknown event %r on %s from %s", event, self.namespace, sid)
+        else:
+            try:
+                body = await handler(*args)
+                outcome, reply = "ok", {"ok": True, **(body or {})}
+            except ServiceError as exc:
+                outcome, reply = exc.code, {"ok": False, "error": exc.to_dict()}
+                log.info("%s %s refused: %s %s", self.namespace, event, exc.code, exc.message)
+            except Exception:
+                outcome, reply = "internal", error_ack("internal", "internal error")
+                log.exception("%s %s failed", self.namespace, event)
+        # Arbitrary client event names must not create label values: they count as `other`.
+        label = event if handler is not None else "other"
+        metrics.EVENTS.labels(namespace=self.namespace, event=label, outcome=outcome).inc()
+        metrics.HANDLER_LATENCY.labels(namespace=self.namespace, event=label).observe(
+            time.perf_counter() - started
+        )
+        return reply

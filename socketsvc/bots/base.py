@@ -1,0 +1,57 @@
+"""The bot interface: one small async protocol that every bot implements.
+
+The conversation service owns state (fallback counters, whether a human was offered, the
+conversation's state); a bot only turns a visitor's text into a reply. It never stores or
+sends anything itself, so a bot cannot post into a conversation that left the `bot` state.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+
+@dataclass(frozen=True)
+class BotContext:
+    """What a bot may know about the conversation it answers in."""
+
+    conversation_id: str
+    visitor_name: str
+    consecutive_fallbacks: int = 0
+    """How many of the bot's previous replies in a row were fallbacks (0 after a match)."""
+    human_offered: bool = False
+    """True when the bot's previous reply offered a human and the visitor has not yet answered."""
+
+
+@dataclass(frozen=True)
+class BotReply:
+    """The bot's answer to one visitor message."""
+
+    text: str
+    matched: bool
+    """False when this is a fallback (nothing matched above the confidence threshold)."""
+    intent: str | None = None
+    score: float = 0.0
+    offer_human: bool = False
+    """The reply offers a human; the service remembers it for the next message."""
+    handoff: bool = False
+    """The visitor asked for (or accepted) a human: the service queues the conversation."""
+
+
+class Bot(Protocol):
+    """A bot answering visitors while a conversation is in the `bot` state."""
+
+    name: str
+    """Display name used as the sender name of the bot's messages."""
+
+    async def greeting(self, ctx: BotContext) -> str:
+        """The first message of a new conversation."""
+        ...
+
+    async def reply(self, ctx: BotContext, text: str) -> BotReply:
+        """Answer one visitor message."""
+        ...
+
+    async def close(self) -> None:
+        """Release whatever the bot holds (HTTP sessions, files)."""
+        ...

@@ -1,0 +1,48 @@
+"""The seam through which domain services publish events, without knowing Socket.IO."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, Protocol
+
+import socketio
+
+from socketsvc import rooms
+
+log = logging.getLogger(__name__)
+
+
+class Broadcaster(Protocol):
+    """Publishes events to the connections of a conversation, an agent, or every agent.
+
+    `skip` is the opaque id of the connection that caused the event, when it must not
+    receive its own echo (typing indicators).
+    """
+
+    async def to_conversation(
+        self, conversation_id: str, event: str, data: dict[str, Any], skip: str | None = None
+    ) -> None: ...
+
+    async def to_agent(self, agent_id: str, event: str, data: dict[str, Any]) -> None: ...
+
+    async def to_agents(self, event: str, data: dict[str, Any]) -> None: ...
+
+
+class SocketIOBroadcaster:
+    """Publishes through python-socketio rooms (and its Redis manager when there is one)."""
+
+    def __init__(self, sio: socketio.AsyncServer) -> None:
+        self.sio = sio
+
+    async def to_conversation(
+        self, conversation_id: str, event: str, data: dict[str, Any], skip: str | None = None
+    ) -> None:
+        room = rooms.conversation(conversation_id)
+        await self.sio.emit(event, data, room=room, namespace=rooms.CHAT, skip_sid=skip)
+        await self.sio.emit(event, data, room=room, namespace=rooms.AGENT, skip_sid=skip)
+
+    async def to_agent(self, agent_id: str, event: str, data: dict[str, Any]) -> None:
+        await self.sio.emit(event, data, room=rooms.agent(agent_id), namespace=rooms.AGENT)
+
+    async def to_agents(self, event: str, data: dict[str, Any]) -> None:
+        await self.sio.emit(event, data, room=rooms.AGENTS_ROOM, namespace=rooms.AGENT)

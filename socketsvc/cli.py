@@ -1,0 +1,94 @@
+"""The `socketsvc` command: serve, or mint an agent token."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+import sys
+from collections.abc import Sequence
+
+from aiohttp import web
+
+from socketsvc import __version__, logs
+from socketsvc.settings import Settings, SettingsError
+from socketsvc.tokens import TokenService
+
+log = logging.getLogger("socketsvc.server")
+
+DESCRIPTION = """\
+socketsvc: a real-time support chat backend over Socket.IO.
+
+With no command it serves HTTP and Socket.IO (namespaces /chat and /agent, demo pages at /,
+/healthz, /readyz, /metrics) on $HOST:$PORT (default 0.0.0.0:8080). Configuration comes from
+environment variables (PORT, DATABASE_URL, REDIS_URL, SOCKETSVC_SECRET, ALLOWED_ORIGINS, ...;
+see the README's configuration table).
+"""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="socketsvc",
+        description=DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"socketsvc {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    serve = commands.add_parser("serve", help="serve HTTP and Socket.IO (the default)")
+    serve.add_argument("--host", help="address to bind (default $HOST or 0.0.0.0)")
+    serve.add_argument("--port", type=int, help="port to bind (default $PORT or 8080; 0 = any)")
+    token = commands.add_parser("token", help="mint a signed token")
+    kinds = token.add_subparsers(dest="kind", metavar="KIND", required=True)
+    agent = kinds.add_parser(
+        "agent",
+        help="print an agent JWT (HS256, signed with SOCKETSVC_SECRET) for the /agent namespace",
+    )
+    agent.add_argument("--id", required=True, help="the agent's id (the `sub` claim)")
+    agent.add_argument("--name", required=True, help="the agent's display name")
+    agent.add_argument(
+        "--ttl", type=int, default=12 * 3600, help="seconds until it expires (default 43200)"
+    )
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        settings = Settings.from_env()
+    except SettingsError as exc:
+        print(f"socketsvc: configuration error: {exc}", file=sys.stderr)
+        return 2
+    if args.command == "token":
+        if args.ttl <= 0:
+            print("socketsvc: --ttl must be positive", file=sys.stderr)
+            return 2
+        tokens = TokenService(settings.secret, settings.visitor_token_ttl)
+        print(tokens.mint_agent(args.id, args.name, ttl=args.ttl))
+        return 0
+    host = getattr(args, "host", None) or settings.host
+    port = settings.port if getattr(args, "port", None) is None else args.port
+    logs.configure(settings.log_level, settings.log_format)
+    asyncio.run(serve(settings, host, port))
+    return 0
+
+
+async def serve(settings: Settings, host: str, port: int) -> None:
+    """Serve until SIGTERM or SIGINT, then shut down gracefully."""
+    from socketsvc.app import create_app
+
+    app = create_app(settings)
+    runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=5.0, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, host, port)
+    await site.start()
+    for address in runner.addresses:
+        log.info("listening on http://%s:%s", *address[:2])
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    log.info("shutting down")
+    await runner.cleanup()
+    log.info("stopped")

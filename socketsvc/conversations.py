@@ -1,0 +1,216 @@
+"""Visitor conversations: sessions, messages, typing, read receipts and sync.
+
+Knows nothing of Socket.IO: it stores through `Store` and publishes through a `Broadcaster`.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from socketsvc import metrics
+from socketsvc.bots.base import Bot, BotContext
+from socketsvc.broadcast import Broadcaster
+from socketsvc.errors import Forbidden, Invalid, NotFound, Unauthorized
+from socketsvc.models import Conversation, Message, Role, Sender, State, Visitor
+from socketsvc.storage.store import Store, new_id
+from socketsvc.tokens import TokenService
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Session:
+    """A connected visitor: who it is, its conversation, and a fresh token to resume with."""
+
+    visitor: Visitor
+    conversation: Conversation
+    token: str
+    greeting: Message | None
+    resumed: bool
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "visitor_token": self.token,
+            "visitor_id": self.visitor.id,
+            "conversation_id": self.conversation.id,
+            "state": self.conversation.state.value,
+            "last_seq": self.conversation.last_seq,
+        }
+
+
+@dataclass(frozen=True)
+class SyncResult:
+    messages: list[Message]
+    state: State
+    last_seq: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "messages": [m.to_dict() for m in self.messages],
+            "state": self.state.value,
+            "last_seq": self.last_seq,
+        }
+
+
+def visitor_sender(visitor: Visitor) -> Sender:
+    return Sender(Role.VISITOR, visitor.id, visitor.name)
+
+
+def bot_sender(bot: Bot) -> Sender:
+    return Sender(Role.BOT, "bot", bot.name)
+
+
+class ConversationService:
+    """Everything a visitor can do to its conversation, and the messages of any participant."""
+
+    def __init__(
+        self,
+        store: Store,
+        broadcaster: Broadcaster,
+        tokens: TokenService,
+        bot: Bot,
+        on_visitor_message: Callable[[Conversation, Message], None] | None = None,
+    ) -> None:
+        self.store = store
+        self.broadcaster = broadcaster
+        self.tokens = tokens
+        self.bot = bot
+        self.on_visitor_message = on_visitor_message
+        """Called after a new visitor message is stored and published (the bot hooks in here)."""
+
+    async def open_session(self, token: Any) -> Session:
+        """Resume the visitor a token names, or start a new visitor when `token` is None.
+
+        A new conversation starts with the bot's greeting stored as seq 1.
+        """
+        resumed = token is not None
+        if token is None:
+            visitor_id = new_id()
+        else:
+            visitor_id = self.tokens.verify_visitor(token)
+        visitor = await self.store.ensure_visitor(visitor_id, f"Visitor {visitor_id[:4]}")
+        conversation = await self.store.current_conversation(visitor.id) if resumed else None
+        greeting: Message | None = None
+        if conversation is None:
+            conversation_id = new_id()
+            text = await self.bot.greeting(BotContext(conversation_id, visitor.name))
+            created = await self.store.create_conversation(
+                visitor.id, (bot_sender(self.bot), text), conversation_id=conversation_id
+            )
+            conversation = created.conversation
+            greeting = created.messages[0]
+            metrics.MESSAGES_STORED.labels(role=Role.BOT.value).inc()
+            metrics.CONVERSATIONS_STARTED.inc()
+        return Session(visitor, conversation, self.tokens.mint_visitor(visitor.id), greeting, resumed)
+
+    async def conversation_of(self, visitor_id: str, conversation_id: str) -> Conversation:
+        """The conversation, if this visitor owns it (`forbidden` or `not_found` otherwise)."""
+        conversation = await self.store.get_conversation(conversation_id)
+        if conversation is None:
+            raise NotFound("no such conversation")
+        if conversation.visitor_id != visitor_id:
+            raise Forbidden("not your conversation")
+        return conversation
+
+    async def post_visitor_message(
+        self, visitor: Visitor, conversation_id: str, client_id: str | None, text: str
+    ) -> Message:
+        """Store, publish and return a visitor's message; a retry returns the first one.
+
+        A message to a resolved conversation reopens it with the bot.
+        """
+        conversation = await self.conversation_of(visitor.id, conversation_id)
+        if conversation.state == State.RESOLVED:
+            await self._reopen(conversation)
+        appended = await self.store.append_message(
+            conversation_id, visitor_sender(visitor), text, client_id
+        )
+        if appended is None:  # pragma: no cover - the conversation row cannot vanish
+            raise Unauthorized("conversation is gone")
+        if appended.created:
+            metrics.MESSAGES_STORED.labels(role=Role.VISITOR.value).inc()
+            await self.publish(appended.message)
+            if self.on_visitor_message is not None and appended.conversation is not None:
+                self.on_visitor_message(appended.conversation, appended.message)
+        else:
+            metrics.DUPLICATES.inc()
+        return appended.message
+
+    async def _reopen(self, conversation: Conversation) -> None:
+        changed = await self.store.transition(
+            conversation.id,
+            from_states=[State.RESOLVED],
+            values={
+                "state": State.BOT.value,
+                "agent_id": None,
+                "agent_name": None,
+                "bot_fallbacks": 0,
+                "human_offered": False,
+            },
+        )
+        if changed is not None:
+            await self.publish_state(changed.conversation)
+
+    async def typing(
+        self, conversation_id: str, sender: Sender, typing: bool, origin: str | None = None
+    ) -> None:
+        """Tell the conversation's other connections that `sender` is (not) typing."""
+        await self.broadcaster.to_conversation(
+            conversation_id,
+            "typing",
+            {"conversation_id": conversation_id, "sender": sender.to_dict(), "typing": typing},
+            skip=origin,
+        )
+
+    async def mark_read(self, conversation: Conversation, reader: Sender, seq: int) -> int:
+        """Record that `reader` has seen everything up to `seq`, and tell the conversation."""
+        if seq > conversation.last_seq:
+            current = await self.store.get_conversation(conversation.id)
+            if current is None or seq > current.last_seq:
+                raise Invalid("seq is beyond the last message", {"seq": ["Beyond the last message."]})
+        stored = await self.store.mark_read(conversation.id, reader, seq)
+        if stored == seq:
+            await self.broadcaster.to_conversation(
+                conversation.id,
+                "read",
+                {
+                    "conversation_id": conversation.id,
+                    "reader": {"role": reader.role.value, "id": reader.id},
+                    "seq": seq,
+                },
+            )
+        return stored
+
+    async def sync(self, conversation_id: str, after_seq: int, limit: int) -> SyncResult:
+        """Messages after `after_seq`, with the state and last seq read after them."""
+        found = await self.store.messages_after(conversation_id, after_seq, limit)
+        conversation = await self.store.get_conversation(conversation_id)
+        if conversation is None:
+            raise NotFound("no such conversation")
+        return SyncResult(found, conversation.state, conversation.last_seq)
+
+    async def publish(self, message: Message) -> None:
+        await self.broadcaster.to_conversation(message.conversation_id, "message", message.to_dict())
+
+    async def publish_state(
+        self, conversation: Conversation, queue_position: int | None = None
+    ) -> None:
+        await self.broadcaster.to_conversation(
+            conversation.id, "state", state_payload(conversation, queue_position)
+        )
+
+
+def state_payload(conversation: Conversation, queue_position: int | None = None) -> dict[str, Any]:
+    """The `state` event: state, the agent when assigned, the queue position when queued."""
+    payload: dict[str, Any] = {
+        "conversation_id": conversation.id,
+        "state": conversation.state.value,
+    }
+    if conversation.state == State.ASSIGNED and conversation.agent_id:
+        payload["agent"] = {"id": conversation.agent_id, "name": conversation.agent_name}
+    if conversation.state == State.QUEUED and queue_position is not None:
+        payload["queue_position"] = queue_position
+    return payload

@@ -1,0 +1,74 @@
+"""The service's error tree. Each error carries a stable code from the public contract."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+ErrorCode = Literal[
+    "invalid",
+    "unauthorized",
+    "forbidden",
+    "not_found",
+    "conflict",
+    "rate_limited",
+    "too_large",
+    "unavailable",
+    "internal",
+]
+
+
+class ServiceError(Exception):
+    """An expected failure that reaches the client as `{"ok": false, "error": {...}}`."""
+
+    code: ErrorCode = "internal"
+
+    def __init__(self, message: str, fields: dict[str, Any] | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.fields = fields
+
+    def to_dict(self) -> dict[str, Any]:
+        error: dict[str, Any] = {"code": self.code, "message": self.message}
+        if self.fields:
+            error["fields"] = self.fields
+        return error
+
+
+class Invalid(ServiceError):
+    code = "invalid"
+
+
+class TooLarge(ServiceError):
+    code = "too_large"
+
+
+class Unauthorized(ServiceError):
+    code = "unauthorized"
+
+
+class Forbidden(ServiceError):
+    code = "forbidden"
+
+
+class NotFound(ServiceError):
+    code = "not_found"
+
+
+class Conflict(ServiceError):
+    code = "conflict"
+
+
+class RateLimited(ServiceError):
+    code = "rate_limited"
+
+
+class Unavailable(ServiceError):
+    code = "unavailable"
+
+
+def error_ack(code: ErrorCode, message: str, fields: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The ack for a failed request."""
+    error: dict[str, Any] = {"code": code, "message": message}
+    if fields:
+        error["fields"] = fields
+    return {"ok": False, "error": error}

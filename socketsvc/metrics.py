@@ -1,0 +1,36 @@
+"""Prometheus series, defined once. Served at /metrics."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram
+
+CONNECTIONS = Gauge(
+    "socketsvc_connections", "Open Socket.IO connections", ["namespace", "transport"]
+)
+CONNECTS = Counter("socketsvc_connects_total", "Accepted connections", ["namespace"])
+CONNECT_REFUSALS = Counter(
+    "socketsvc_connect_refusals_total", "Refused connections", ["namespace", "code"]
+)
+DISCONNECTS = Counter("socketsvc_disconnects_total", "Disconnections", ["namespace"])
+RESUMED = Counter("socketsvc_sessions_resumed_total", "Visitor sessions resumed with a token")
+EVENTS = Counter(
+    "socketsvc_events_total", "Client events handled", ["namespace", "event", "outcome"]
+)
+HANDLER_LATENCY = Histogram(
+    "socketsvc_handler_seconds",
+    "Time to handle a client event",
+    ["namespace", "event"],
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
+)
+MESSAGES_STORED = Counter("socketsvc_messages_stored_total", "Messages stored", ["role"])
+DUPLICATES = Counter(
+    "socketsvc_duplicate_messages_total", "Retries answered with the already stored message"
+)
+CONVERSATIONS_STARTED = Counter("socketsvc_conversations_started_total", "Conversations started")
+HANDOFFS = Counter("socketsvc_handoffs_total", "Conversations handed to the queue", ["by"])
+BOT_FALLBACKS = Counter("socketsvc_bot_fallbacks_total", "Bot replies that were fallbacks")
+BOT_ERRORS = Counter("socketsvc_bot_errors_total", "Bot replies that failed or timed out")
+BOT_SUPPRESSED = Counter(
+    "socketsvc_bot_replies_suppressed_total",
+    "Bot replies dropped because the conversation left the bot state",
+)

@@ -1,0 +1,90 @@
+"""Plain data the domain services pass around (no Socket.IO, no SQL)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any
+
+
+class Role(StrEnum):
+    VISITOR = "visitor"
+    BOT = "bot"
+    AGENT = "agent"
+    SYSTEM = "system"
+
+
+class State(StrEnum):
+    BOT = "bot"
+    QUEUED = "queued"
+    ASSIGNED = "assigned"
+    RESOLVED = "resolved"
+
+
+@dataclass(frozen=True)
+class Sender:
+    role: Role
+    id: str
+    name: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"role": self.role.value, "id": self.id, "name": self.name}
+
+
+SYSTEM = Sender(Role.SYSTEM, "system", "socketsvc")
+
+
+@dataclass(frozen=True)
+class Message:
+    id: str
+    conversation_id: str
+    seq: int
+    client_id: str | None
+    sender: Sender
+    text: str
+    created_at: datetime
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "conversation_id": self.conversation_id,
+            "seq": self.seq,
+            "client_id": self.client_id,
+            "sender": self.sender.to_dict(),
+            "text": self.text,
+            "created_at": iso(self.created_at),
+        }
+
+
+@dataclass(frozen=True)
+class Visitor:
+    id: str
+    name: str
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class Conversation:
+    id: str
+    visitor_id: str
+    state: State
+    last_seq: int
+    agent_id: str | None
+    agent_name: str | None
+    queued_at: datetime | None
+    bot_fallbacks: int
+    human_offered: bool
+    created_at: datetime
+    updated_at: datetime
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def iso(moment: datetime) -> str:
+    """`2026-11-26T08:00:00.123Z`: UTC, milliseconds, a Z."""
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"

@@ -1,0 +1,20 @@
+"""Room and namespace names, made in one place."""
+
+CHAT = "/chat"
+AGENT = "/agent"
+AGENTS_ROOM = "agents"
+
+
+def conversation(conversation_id: str) -> str:
+    """Every connection of a conversation's visitor (in /chat) and its agent (in /agent)."""
+    return f"conversation:{conversation_id}"
+
+
+def agent(agent_id: str) -> str:
+    """Every connection of one agent, in /agent."""
+    return f"agent:{agent_id}"
+
+
+def visitor(visitor_id: str) -> str:
+    """Every connection of one visitor, in /chat."""
+    return f"visitor:{visitor_id}"

@@ -1,0 +1,38 @@
+"""The domain services of one process, built once and handed to the namespaces."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from socketsvc.bot_runner import BotRunner
+from socketsvc.bots.base import Bot
+from socketsvc.broadcast import Broadcaster
+from socketsvc.conversations import ConversationService
+from socketsvc.routing import RoutingService
+from socketsvc.settings import Settings
+from socketsvc.storage.store import Store
+from socketsvc.tasks import TaskTracker
+from socketsvc.tokens import TokenService
+
+
+@dataclass
+class Services:
+    settings: Settings
+    store: Store
+    tokens: TokenService
+    conversations: ConversationService
+    routing: RoutingService
+    bot_runner: BotRunner
+    tasks: TaskTracker
+
+    @classmethod
+    def build(
+        cls, settings: Settings, store: Store, broadcaster: Broadcaster, bot: Bot
+    ) -> Services:
+        tasks = TaskTracker()
+        tokens = TokenService(settings.secret, settings.visitor_token_ttl)
+        conversations = ConversationService(store, broadcaster, tokens, bot)
+        routing = RoutingService(store, conversations, broadcaster)
+        bot_runner = BotRunner(store, conversations, routing, bot, tasks)
+        conversations.on_visitor_message = bot_runner.schedule
+        return cls(settings, store, tokens, conversations, routing, bot_runner, tasks)

@@ -1,0 +1,55 @@
+"""Engine construction: turns DATABASE_URL into a tuned async SQLAlchemy engine."""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+from socketsvc.settings import sqlite_path
+
+
+def async_url(database_url: str) -> tuple[str, dict[str, Any]]:
+    """The SQLAlchemy async URL and connect args for a `sqlite:` or `postgres(ql):` URL."""
+    parts = urlsplit(database_url)
+    if parts.scheme == "sqlite":
+        return "sqlite+aiosqlite:///" + database_url.removeprefix("sqlite:///"), {"timeout": 30}
+    query = dict(parse_qsl(parts.query))
+    connect_args: dict[str, Any] = {}
+    sslmode = query.pop("sslmode", None)
+    if sslmode and sslmode != "disable":
+        # libpq's sslmode (Heroku adds it) means asyncpg's `ssl`.
+        connect_args["ssl"] = "require" if sslmode in ("require", "prefer", "allow") else sslmode
+    url = urlunsplit(("postgresql+asyncpg", parts.netloc, parts.path, urlencode(query), ""))
+    return url, connect_args
+
+
+def create_engine(database_url: str) -> AsyncEngine:
+    """An engine for `database_url`; SQLite runs in WAL mode with full fsync on commit."""
+    url, connect_args = async_url(database_url)
+    if url.startswith("sqlite"):
+        path = sqlite_path(database_url)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        engine = create_async_engine(url, connect_args=connect_args, pool_size=5, max_overflow=5)
+
+        @sa.event.listens_for(engine.sync_engine, "connect")
+        def _pragmas(dbapi_connection: Any, _record: Any) -> None:
+            cursor = dbapi_connection.cursor()
+            cursor.execute("PRAGMA journal_mode=WAL")
+            # FULL: every commit is fsynced before the message is acknowledged.
+            cursor.execute("PRAGMA synchronous=FULL")
+            cursor.execute("PRAGMA foreign_keys=ON")
+            cursor.execute("PRAGMA busy_timeout=30000")
+            cursor.close()
+
+        return engine
+    return create_async_engine(
+        url,
+        connect_args=connect_args,
+        pool_size=10,
+        max_overflow=10,
+        pool_pre_ping=True,
+        pool_timeout=10,
+    )
