@@ -49,3 +49,4 @@ class Namespace(socketio.AsyncNamespace):
             time.perf_counter() - started
         )
         return reply
+

@@ -14,6 +14,7 @@ from socketsvc import web as routes
 from socketsvc.bots.loader import load_bot
 from socketsvc.broadcast import SocketIOBroadcaster
 from socketsvc.keys import BOT, SERVICES, SETTINGS, SIO, STORE
+from socketsvc.server import SocketServer
 from socketsvc.services import Services
 from socketsvc.settings import Settings
 from socketsvc.storage.store import Store
@@ -34,7 +35,7 @@ def create_app(settings: Settings) -> web.Application:
             settings.redis_url,
             redis_options={"socket_timeout": 1.0, "socket_connect_timeout": 1.0},
         )
-    sio = socketio.AsyncServer(
+    sio = SocketServer(
         async_mode="aiohttp",
         client_manager=manager,
         cors_allowed_origins=_cors(settings),
@@ -102,7 +103,7 @@ async def _close_connections(app: web.Application) -> None:
     sockets = list(sio.eio.sockets.values())
     for sock in sockets:
         try:
-            await sock.close(wait=False, abort=True)
+            await sock.close(wait=False, abort=False)
         except Exception:  # pragma: no cover - best effort while shutting down
             log.debug("closing a socket failed", exc_info=True)
     if sockets:

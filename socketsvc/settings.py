@@ -184,8 +184,8 @@ class _Reader:
     def secret(self, name: str, database_url: str) -> tuple[str, str]:
         value = self.optional(name)
         if value is not None:
-            if len(value) < 16:
-                raise SettingsError(f"{name} must be at least 16 characters long")
+            if len(value.encode()) < 32:
+                raise SettingsError(f"{name} must be at least 32 bytes long (HS256 key size)")
             return value, "env"
         return _generated_secret(database_url)
 
@@ -207,7 +207,7 @@ def _generated_secret(database_url: str) -> tuple[str, str]:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     except FileExistsError:
         value = path.read_text().strip()
-        if len(value) < 16:
+        if len(value.encode()) < 32:
             raise SettingsError(f"SOCKETSVC_SECRET unset and {path} holds no usable secret") from None
         return value, str(path)
     value = secrets.token_urlsafe(48)

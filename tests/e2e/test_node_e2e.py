@@ -1,0 +1,71 @@
+"""Run the Node end-to-end suites (tests/e2e/*.test.mjs) against a live socketsvc.
+
+`live_server` (tests/conftest.py) starts the service on a free port, once per database backend;
+the Node tests reach it at SOCKETSVC_URL with the official socket.io-client and headless Chromium.
+The child process is awaited asynchronously so that a server running on the test's event loop
+keeps serving while Node talks to it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+SIO_CLIENT = ROOT / "node_modules" / "socket.io-client"
+CHROMIUM = Path("/usr/bin/chromium")
+NODE_TIMEOUT = 180.0
+
+pytestmark = [
+    pytest.mark.e2e,
+    pytest.mark.skipif(
+        not SIO_CLIENT.is_dir(),
+        reason="node_modules/socket.io-client is missing: run `npm ci` at the repository root",
+    ),
+]
+
+
+async def _run_node_suite(live_server: Any, test_file: str) -> None:
+    env = dict(os.environ, SOCKETSVC_URL=str(live_server.url), NO_COLOR="1", FORCE_COLOR="0")
+    cmd = ["node", "--test", "--test-reporter=spec", f"tests/e2e/{test_file}"]
+    proc = await asyncio.create_subprocess_exec(
+        *cmd,
+        cwd=ROOT,
+        env=env,
+        stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
+    try:
+        out, _ = await asyncio.wait_for(proc.communicate(), timeout=NODE_TIMEOUT)
+    except TimeoutError:
+        proc.kill()
+        out, _ = await proc.communicate()
+        pytest.fail(
+            f"{' '.join(cmd)} did not finish within {NODE_TIMEOUT:.0f} s; output so far:\n"
+            + out.decode(errors="replace"),
+            pytrace=False,
+        )
+    if proc.returncode != 0:
+        pytest.fail(
+            f"{' '.join(cmd)} exited with {proc.returncode} (server {live_server.url}):\n"
+            + out.decode(errors="replace"),
+            pytrace=False,
+        )
+
+
+@pytest.mark.timeout(NODE_TIMEOUT + 60)
+async def test_socketio_client_chat(live_server: Any) -> None:
+    """The official socket.io-client, over each transport, follows PROTOCOL.md's /chat story."""
+    await _run_node_suite(live_server, "chat_client.test.mjs")
+
+
+@pytest.mark.timeout(NODE_TIMEOUT + 60)
+@pytest.mark.skipif(not CHROMIUM.exists(), reason="/usr/bin/chromium is not installed")
+async def test_visitor_page_in_browser(live_server: Any) -> None:
+    """The visitor demo page works in headless Chromium over the default and polling transports."""
+    await _run_node_suite(live_server, "visitor_page.test.mjs")
