@@ -307,7 +307,11 @@
   });
 
   socket.on("disconnect", function (reason) {
-    renderConnection(false, "offline (" + reason + "), reconnecting…");
+    // After "io server disconnect" the client does not reconnect by itself; otherwise it does.
+    renderConnection(
+      false,
+      reason === "io server disconnect" ? "disconnected by the service" : "offline (" + reason + "), reconnecting…",
+    );
     typingBy.forEach(function (_, key) {
       clearRemoteTyping(key);
     });

@@ -12,9 +12,10 @@ from socketsvc import metrics
 from socketsvc.errors import ServiceError, error_ack
 
 log = logging.getLogger("socketsvc.namespaces")
+_pending: set[Any] = set()
 
 
-class Namespace(socketio.AsyncNamespace):
+class Namespace(socketio.AsyncNamespace):  # type: ignore[misc]
     """A class-based namespace whose `on_<event>` handlers return the ack's body.
 
     A handler raises `ServiceError` for an expected refusal; anything else is logged and
@@ -22,6 +23,22 @@ class Namespace(socketio.AsyncNamespace):
     """
 
     lifecycle = ("connect", "disconnect")
+
+    def emit_after_connect(self, sid: str, events: list[tuple[str, Any]]) -> None:
+        """Send events right after the namespace's CONNECT packet.
+
+        python-socketio sends CONNECT only once the connect handler has returned; events emitted
+        inside the handler would reach the client first, which socket.io-client tolerates but
+        other clients may not. The task starts after CONNECT is queued.
+        """
+
+        async def send() -> None:
+            for event, data in events:
+                await self.emit(event, data, to=sid)
+
+        task = self.server.start_background_task(send)
+        _pending.add(task)
+        task.add_done_callback(_pending.discard)
 
     async def trigger_event(self, event: str, *args: Any) -> Any:
         if event in self.lifecycle:
@@ -49,4 +66,3 @@ class Namespace(socketio.AsyncNamespace):
             time.perf_counter() - started
         )
         return reply
-

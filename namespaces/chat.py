@@ -6,8 +6,8 @@ import logging
 from typing import Any
 
 import socketio
-
 from socketsvc.namespaces.base import Namespace
+
 from socketsvc import metrics, rooms, schemas
 from socketsvc.conversations import visitor_sender
 from socketsvc.errors import ServiceError, Unauthorized
@@ -47,7 +47,11 @@ class ChatNamespace(Namespace):
         transport = self.server.transport(sid, self.namespace)
         await self.save_session(
             sid,
-            {"visitor": session.visitor, "conversation_id": conversation.id, "transport": transport},
+            {
+                "visitor": session.visitor,
+                "conversation_id": conversation.id,
+                "transport": transport,
+            },
         )
         await self.enter_room(sid, rooms.conversation(conversation.id))
         await self.enter_room(sid, rooms.visitor(session.visitor.id))
@@ -55,9 +59,10 @@ class ChatNamespace(Namespace):
         metrics.CONNECTIONS.labels(namespace=self.namespace, transport=transport).inc()
         if session.resumed:
             metrics.RESUMED.inc()
-        await self.emit("session", session.to_dict(), to=sid)
+        events: list[tuple[str, Any]] = [("session", session.to_dict())]
         if session.greeting is not None:
-            await self.emit("message", session.greeting.to_dict(), to=sid)
+            events.append(("message", session.greeting.to_dict()))
+        self.emit_after_connect(sid, events)
 
     async def on_disconnect(self, sid: str, reason: Any = None) -> None:
         session = await self.get_session(sid)
@@ -78,9 +83,9 @@ class ChatNamespace(Namespace):
     async def on_typing(self, sid: str, *args: Any) -> dict[str, Any]:
         data = schemas.load(self.typing_schema, args)
         visitor, conversation_id = await self._who(sid)
-        await self.services.conversations.typing(
-            conversation_id, visitor_sender(visitor), data["typing"], origin=sid
-        )
+        service = self.services.conversations
+        conversation = await service.conversation_of(visitor.id, conversation_id)
+        await service.typing(conversation, visitor_sender(visitor), data["typing"], origin=sid)
         return {}
 
     async def on_read(self, sid: str, *args: Any) -> dict[str, Any]:

@@ -9,11 +9,12 @@ from typing import Any
 import socketio
 from aiohttp import web
 
-from socketsvc.namespaces.chat import ChatNamespace
 from socketsvc import web as routes
 from socketsvc.bots.loader import load_bot
 from socketsvc.broadcast import SocketIOBroadcaster
 from socketsvc.keys import BOT, SERVICES, SETTINGS, SIO, STORE
+from socketsvc.namespaces.agent import AgentNamespace
+from socketsvc.namespaces.chat import ChatNamespace
 from socketsvc.server import SocketServer
 from socketsvc.services import Services
 from socketsvc.settings import Settings
@@ -93,8 +94,15 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
     services = Services.build(settings, app[STORE], SocketIOBroadcaster(sio), app[BOT])
     app[SERVICES] = services
     sio.register_namespace(ChatNamespace(services))
+    sio.register_namespace(AgentNamespace(services))
+    presence = services.tasks.spawn(services.presence.run(), name="presence")
     yield
+    presence.cancel()
     await services.tasks.drain(timeout=5.0)
+    try:
+        await services.presence.close()
+    except Exception:
+        log.warning("could not clear this process's agent connections", exc_info=True)
 
 
 async def _close_connections(app: web.Application) -> None:

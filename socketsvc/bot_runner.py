@@ -52,19 +52,21 @@ class BotRunner:
             if conversation is None or conversation.state != State.BOT:
                 return None
             sender = bot_sender(self.bot)
-            await self.conversations.typing(conversation_id, sender, True)
+            await self.conversations.typing(conversation, sender, True)
             try:
                 reply = await self._reply(conversation, message)
                 stored = None
                 if reply is not None:
                     stored = await self._store(conversation, reply)
             finally:
-                await self.conversations.typing(conversation_id, sender, False)
+                await self.conversations.typing(conversation, sender, False)
             if stored is None:
                 return None
-            await self.conversations.publish(stored)
+            await self.conversations.publish(conversation, stored)
             if reply is not None and reply.handoff:
-                await self.routing.handoff(conversation_id, reason="visitor asked the bot", by="bot")
+                await self.routing.handoff(
+                    conversation_id, reason="visitor asked the bot", by="bot"
+                )
             return stored
 
     async def _reply(self, conversation: Conversation, message: Message) -> BotReply | None:
@@ -78,9 +80,7 @@ class BotRunner:
         try:
             return await asyncio.wait_for(self.bot.reply(ctx, message.text), self.timeout)
         except Exception:
-            log.exception(
-                "bot failed to answer", extra={"conversation_id": conversation.id}
-            )
+            log.exception("bot failed to answer", extra={"conversation_id": conversation.id})
             metrics.BOT_ERRORS.inc()
             return None
 

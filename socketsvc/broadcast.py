@@ -13,14 +13,20 @@ log = logging.getLogger(__name__)
 
 
 class Broadcaster(Protocol):
-    """Publishes events to the connections of a conversation, an agent, or every agent.
+    """Publishes events to the participants of a conversation, an agent, or every agent.
 
-    `skip` is the opaque id of the connection that caused the event, when it must not
-    receive its own echo (typing indicators).
+    A conversation's participants are its visitor's connections and, when `agent_id` is given,
+    every connection of that agent (the one assigned at the moment of the change). `skip` is the
+    opaque id of the connection that caused the event, when it must not get its own echo.
     """
 
     async def to_conversation(
-        self, conversation_id: str, event: str, data: dict[str, Any], skip: str | None = None
+        self,
+        conversation_id: str,
+        agent_id: str | None,
+        event: str,
+        data: dict[str, Any],
+        skip: str | None = None,
     ) -> None: ...
 
     async def to_agent(self, agent_id: str, event: str, data: dict[str, Any]) -> None: ...
@@ -35,11 +41,19 @@ class SocketIOBroadcaster:
         self.sio = sio
 
     async def to_conversation(
-        self, conversation_id: str, event: str, data: dict[str, Any], skip: str | None = None
+        self,
+        conversation_id: str,
+        agent_id: str | None,
+        event: str,
+        data: dict[str, Any],
+        skip: str | None = None,
     ) -> None:
         room = rooms.conversation(conversation_id)
         await self.sio.emit(event, data, room=room, namespace=rooms.CHAT, skip_sid=skip)
-        await self.sio.emit(event, data, room=room, namespace=rooms.AGENT, skip_sid=skip)
+        if agent_id is not None:
+            await self.sio.emit(
+                event, data, room=rooms.agent(agent_id), namespace=rooms.AGENT, skip_sid=skip
+            )
 
     async def to_agent(self, agent_id: str, event: str, data: dict[str, Any]) -> None:
         await self.sio.emit(event, data, room=rooms.agent(agent_id), namespace=rooms.AGENT)

@@ -16,6 +16,7 @@ from socketsvc.broadcast import Broadcaster
 from socketsvc.errors import Forbidden, Invalid, NotFound, Unauthorized
 from socketsvc.models import Conversation, Message, Role, Sender, State, Visitor
 from socketsvc.storage.store import Store, new_id
+from socketsvc.storage.tables import conversations as conversations_table
 from socketsvc.tokens import TokenService
 
 log = logging.getLogger(__name__)
@@ -87,10 +88,7 @@ class ConversationService:
         A new conversation starts with the bot's greeting stored as seq 1.
         """
         resumed = token is not None
-        if token is None:
-            visitor_id = new_id()
-        else:
-            visitor_id = self.tokens.verify_visitor(token)
+        visitor_id = new_id() if token is None else self.tokens.verify_visitor(token)
         visitor = await self.store.ensure_visitor(visitor_id, f"Visitor {visitor_id[:4]}")
         conversation = await self.store.current_conversation(visitor.id) if resumed else None
         greeting: Message | None = None
@@ -104,7 +102,9 @@ class ConversationService:
             greeting = created.messages[0]
             metrics.MESSAGES_STORED.labels(role=Role.BOT.value).inc()
             metrics.CONVERSATIONS_STARTED.inc()
-        return Session(visitor, conversation, self.tokens.mint_visitor(visitor.id), greeting, resumed)
+        return Session(
+            visitor, conversation, self.tokens.mint_visitor(visitor.id), greeting, resumed
+        )
 
     async def conversation_of(self, visitor_id: str, conversation_id: str) -> Conversation:
         """The conversation, if this visitor owns it (`forbidden` or `not_found` otherwise)."""
@@ -132,9 +132,34 @@ class ConversationService:
             raise Unauthorized("conversation is gone")
         if appended.created:
             metrics.MESSAGES_STORED.labels(role=Role.VISITOR.value).inc()
-            await self.publish(appended.message)
+            assert appended.conversation is not None
+            await self.publish(appended.conversation, appended.message)
             if self.on_visitor_message is not None and appended.conversation is not None:
                 self.on_visitor_message(appended.conversation, appended.message)
+        else:
+            metrics.DUPLICATES.inc()
+        return appended.message
+
+    async def post_agent_message(
+        self, agent: Sender, conversation_id: str, client_id: str | None, text: str
+    ) -> Message:
+        """Store and publish an agent's message to a conversation assigned to that agent."""
+        appended = await self.store.append_message(
+            conversation_id,
+            agent,
+            text,
+            client_id,
+            only_in_states=[State.ASSIGNED],
+            where=conversations_table.c.agent_id == agent.id,
+        )
+        if appended is None:
+            if await self.store.get_conversation(conversation_id) is None:
+                raise NotFound("no such conversation")
+            raise Forbidden("this conversation is not assigned to you")
+        if appended.created:
+            metrics.MESSAGES_STORED.labels(role=Role.AGENT.value).inc()
+            assert appended.conversation is not None
+            await self.publish(appended.conversation, appended.message)
         else:
             metrics.DUPLICATES.inc()
         return appended.message
@@ -155,26 +180,26 @@ class ConversationService:
             await self.publish_state(changed.conversation)
 
     async def typing(
-        self, conversation_id: str, sender: Sender, typing: bool, origin: str | None = None
+        self, conversation: Conversation, sender: Sender, typing: bool, origin: str | None = None
     ) -> None:
         """Tell the conversation's other connections that `sender` is (not) typing."""
         await self.broadcaster.to_conversation(
-            conversation_id,
+            conversation.id,
+            conversation.agent_id,
             "typing",
-            {"conversation_id": conversation_id, "sender": sender.to_dict(), "typing": typing},
+            {"conversation_id": conversation.id, "sender": sender.to_dict(), "typing": typing},
             skip=origin,
         )
 
     async def mark_read(self, conversation: Conversation, reader: Sender, seq: int) -> int:
         """Record that `reader` has seen everything up to `seq`, and tell the conversation."""
         if seq > conversation.last_seq:
-            current = await self.store.get_conversation(conversation.id)
-            if current is None or seq > current.last_seq:
-                raise Invalid("seq is beyond the last message", {"seq": ["Beyond the last message."]})
+            raise Invalid("seq is beyond the last message", {"seq": ["Beyond the last message."]})
         stored = await self.store.mark_read(conversation.id, reader, seq)
         if stored == seq:
             await self.broadcaster.to_conversation(
                 conversation.id,
+                conversation.agent_id,
                 "read",
                 {
                     "conversation_id": conversation.id,
@@ -192,14 +217,20 @@ class ConversationService:
             raise NotFound("no such conversation")
         return SyncResult(found, conversation.state, conversation.last_seq)
 
-    async def publish(self, message: Message) -> None:
-        await self.broadcaster.to_conversation(message.conversation_id, "message", message.to_dict())
+    async def publish(self, conversation: Conversation, message: Message) -> None:
+        """Send a stored message to the conversation's participants as of `conversation`."""
+        await self.broadcaster.to_conversation(
+            conversation.id, conversation.agent_id, "message", message.to_dict()
+        )
 
     async def publish_state(
         self, conversation: Conversation, queue_position: int | None = None
     ) -> None:
         await self.broadcaster.to_conversation(
-            conversation.id, "state", state_payload(conversation, queue_position)
+            conversation.id,
+            conversation.agent_id,
+            "state",
+            state_payload(conversation, queue_position),
         )
 
 

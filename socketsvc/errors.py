@@ -66,7 +66,9 @@ class Unavailable(ServiceError):
     code = "unavailable"
 
 
-def error_ack(code: ErrorCode, message: str, fields: dict[str, Any] | None = None) -> dict[str, Any]:
+def error_ack(
+    code: ErrorCode, message: str, fields: dict[str, Any] | None = None
+) -> dict[str, Any]:
     """The ack for a failed request."""
     error: dict[str, Any] = {"code": code, "message": message}
     if fields:

@@ -34,3 +34,10 @@ BOT_SUPPRESSED = Counter(
     "socketsvc_bot_replies_suppressed_total",
     "Bot replies dropped because the conversation left the bot state",
 )
+QUEUE_LENGTH = Gauge("socketsvc_queue_length", "Conversations waiting for an agent")
+QUEUE_WAIT = Histogram(
+    "socketsvc_queue_wait_seconds",
+    "Time a conversation waited in the queue before an agent accepted it",
+    buckets=(1, 5, 15, 30, 60, 120, 300, 600, 1800, 3600),
+)
+AGENTS_ONLINE = Gauge("socketsvc_agents_online", "Agents online with a live connection")

@@ -6,7 +6,11 @@ AGENTS_ROOM = "agents"
 
 
 def conversation(conversation_id: str) -> str:
-    """Every connection of a conversation's visitor (in /chat) and its agent (in /agent)."""
+    """Every connection of a conversation's visitor, in /chat.
+
+    Agents are reached through their own room instead: which agent a conversation has is read
+    from the database at each change, so no room membership has to follow a transfer.
+    """
     return f"conversation:{conversation_id}"
 
 

@@ -1,21 +1,37 @@
-"""Routing between the bot and humans: handoff to the queue and the queue's notifications."""
+"""Routing between the bot, the queue and human agents.
+
+Every move is one conditional statement on the conversation row (`Store.transition`): it applies
+only from the expected state (and, for an agent's action, only while the conversation is still
+assigned to that agent), so two agents on two processes can never both win an `accept`.
+"""
 
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from typing import Any
 
 from socketsvc import metrics
 from socketsvc.broadcast import Broadcaster
 from socketsvc.conversations import ConversationService
-from socketsvc.errors import NotFound
-from socketsvc.models import SYSTEM, Conversation, State, iso, utcnow
-from socketsvc.storage.store import Store
+from socketsvc.errors import Conflict, Forbidden, Invalid, NotFound
+from socketsvc.models import SYSTEM, Conversation, Message, State, iso, utcnow
+from socketsvc.storage.presence import PresenceStore
+from socketsvc.storage.store import Store, Transition
+from socketsvc.storage.tables import conversations as conversations_table
+from socketsvc.tokens import AgentIdentity
 
 log = logging.getLogger(__name__)
 
+HISTORY_LIMIT = 1000
 
-def queued_text(position: int) -> str:
+
+def queued_text(position: int, agents_online: int) -> str:
+    if agents_online == 0:
+        return (
+            "No agent is online right now. You're in the queue and an agent will reply here as "
+            "soon as one is available; you can keep writing meanwhile."
+        )
     ahead = position - 1
     if ahead <= 0:
         wait = "You're next in line."
@@ -26,52 +42,217 @@ def queued_text(position: int) -> str:
     return f"A human agent will join this chat soon. {wait} You can keep writing here meanwhile."
 
 
+@dataclass(frozen=True)
+class Accepted:
+    conversation: Conversation
+    summary: dict[str, Any]
+    messages: list[Message]
+
+
 class RoutingService:
-    """Moves conversations between the bot, the queue and agents."""
+    """Moves conversations between the bot, the queue and agents, and tells everyone involved."""
 
     def __init__(
-        self, store: Store, conversations: ConversationService, broadcaster: Broadcaster
+        self,
+        store: Store,
+        presence: PresenceStore,
+        conversations: ConversationService,
+        broadcaster: Broadcaster,
     ) -> None:
         self.store = store
+        self.presence = presence
         self.conversations = conversations
         self.broadcaster = broadcaster
 
+    # visitor side ---------------------------------------------------------------------------
+
     async def handoff(self, conversation_id: str, reason: str | None, by: str) -> Conversation:
         """Queue the conversation for a human (the bot falls silent); idempotent."""
-        waiting = len(await self.store.queued())
+        waiting = await self.store.queue_length()
+        online = await self.presence.online_count()
         changed = await self.store.transition(
             conversation_id,
             from_states=[State.BOT, State.RESOLVED],
-            values={
-                "state": State.QUEUED.value,
-                "queued_at": utcnow(),
-                "agent_id": None,
-                "agent_name": None,
-                "bot_fallbacks": 0,
-                "human_offered": False,
-            },
-            add=[(SYSTEM, queued_text(waiting + 1))],
+            values=_queued_values(),
+            add=[(SYSTEM, queued_text(waiting + 1, online))],
         )
         if changed is None:
             current = await self.store.get_conversation(conversation_id)
             if current is None:
                 raise NotFound("no such conversation")
             return current
-        conversation = changed.conversation
         log.info(
-            "conversation queued",
-            extra={"conversation_id": conversation_id, "reason": reason, "by": by},
+            "conversation queued (%s)",
+            by,
+            extra={"conversation_id": conversation_id, "reason": reason},
         )
         metrics.HANDOFFS.labels(by=by).inc()
-        for message in changed.messages:
-            metrics.MESSAGES_STORED.labels(role=message.sender.role.value).inc()
-            await self.conversations.publish(message)
-        position = await self.store.queue_position(conversation)
-        await self.conversations.publish_state(conversation, position)
-        await self.broadcaster.to_agents("conversation", await self.summary(conversation))
+        await self._entered_queue(changed)
+        return changed.conversation
+
+    # agent side -----------------------------------------------------------------------------
+
+    async def accept(self, agent: AgentIdentity, conversation_id: str) -> Accepted:
+        """Claim a queued conversation: exactly one agent wins, the others get `conflict`."""
+        before = await self.store.get_conversation(conversation_id)
+        changed = await self.store.transition(
+            conversation_id,
+            from_states=[State.QUEUED],
+            values={
+                "state": State.ASSIGNED.value,
+                "agent_id": agent.id,
+                "agent_name": agent.name,
+                "queued_at": None,
+            },
+            add=[(SYSTEM, f"{agent.name} joined the chat.")],
+        )
+        if changed is None:
+            current = await self.store.get_conversation(conversation_id)
+            if current is None:
+                raise NotFound("no such conversation")
+            if current.state == State.ASSIGNED and current.agent_id == agent.id:
+                conversation = current  # a retried accept: same answer
+            elif current.state == State.ASSIGNED:
+                raise Conflict("another agent has already accepted this conversation")
+            else:
+                raise Conflict(f"conversation is not waiting in the queue ({current.state})")
+        else:
+            conversation = changed.conversation
+            if before is not None and before.queued_at is not None:
+                metrics.QUEUE_WAIT.observe((utcnow() - before.queued_at).total_seconds())
+            log.info("accepted by %s", agent.id, extra={"conversation_id": conversation_id})
+            await self._publish(changed)
+            await self.conversations.publish_state(conversation)
+            await self._left_queue(conversation)
+        history = await self.store.messages_after(conversation_id, 0, HISTORY_LIMIT)
+        return Accepted(conversation, await self.summary(conversation), history)
+
+    async def transfer(
+        self, agent: AgentIdentity, conversation_id: str, target_id: str
+    ) -> Conversation:
+        """Hand an assigned conversation to another (known) agent."""
+        if target_id == agent.id:
+            raise Invalid("cannot transfer to yourself", {"agent_id": ["Is your own id."]})
+        target = await self.presence.get(target_id)
+        if target is None:
+            raise NotFound("no such agent")
+        changed = await self._mine(
+            agent,
+            conversation_id,
+            values={"agent_id": target.id, "agent_name": target.name},
+            text=f"{agent.name} transferred the chat to {target.name}.",
+        )
+        conversation = changed.conversation
+        await self._publish(changed)
+        await self.conversations.publish_state(conversation)
+        summary = await self.summary(conversation)
+        await self.broadcaster.to_agent(agent.id, "conversation", summary)
+        await self.broadcaster.to_agent(target.id, "conversation", summary)
         return conversation
 
-    async def summary(self, conversation: Conversation) -> dict[str, Any]:
+    async def release(self, agent: AgentIdentity, conversation_id: str, to: str) -> Conversation:
+        """Give an assigned conversation back to the queue or to the bot."""
+        if to == "queue":
+            waiting = await self.store.queue_length()
+            changed = await self._mine(
+                agent,
+                conversation_id,
+                values=_queued_values(),
+                text=f"{agent.name} returned this chat to the queue. "
+                + queued_text(waiting + 1, await self.presence.online_count()),
+            )
+            await self.broadcaster.to_agent(
+                agent.id, "conversation", await self.summary(changed.conversation)
+            )
+            await self._entered_queue(changed)
+        else:
+            changed = await self._mine(
+                agent,
+                conversation_id,
+                values={
+                    "state": State.BOT.value,
+                    "agent_id": None,
+                    "agent_name": None,
+                    "bot_fallbacks": 0,
+                    "human_offered": False,
+                },
+                text=f"{agent.name} handed this chat back to the bot.",
+            )
+            await self._publish(changed)
+            await self.conversations.publish_state(changed.conversation)
+            await self.broadcaster.to_agent(
+                agent.id, "conversation", await self.summary(changed.conversation)
+            )
+        return changed.conversation
+
+    async def resolve(self, agent: AgentIdentity, conversation_id: str) -> Conversation:
+        """Close an assigned conversation; a later visitor message reopens it with the bot."""
+        changed = await self._mine(
+            agent,
+            conversation_id,
+            values={"state": State.RESOLVED.value, "agent_id": None, "agent_name": None},
+            text=f"{agent.name} marked this conversation as resolved. Write again any time.",
+        )
+        await self._publish(changed)
+        await self.conversations.publish_state(changed.conversation)
+        await self.broadcaster.to_agent(
+            agent.id, "conversation", await self.summary(changed.conversation)
+        )
+        return changed.conversation
+
+    async def requeue_absent(self, grace: float) -> int:
+        """Return the conversations of agents gone for longer than `grace` to the queue."""
+        moved = 0
+        for agent_id in await self.presence.absent_with_conversations(grace):
+            for conversation in await self.store.assigned_to(agent_id):
+                waiting = await self.store.queue_length()
+                name = conversation.agent_name or "The agent"
+                changed = await self.store.transition(
+                    conversation.id,
+                    from_states=[State.ASSIGNED],
+                    where=conversations_table.c.agent_id == agent_id,
+                    values=_queued_values(),
+                    add=[
+                        (
+                            SYSTEM,
+                            f"{name} was disconnected. "
+                            + queued_text(waiting + 1, await self.presence.online_count()),
+                        )
+                    ],
+                )
+                if changed is None:
+                    continue
+                moved += 1
+                log.info(
+                    "requeued: agent %s gone", agent_id, extra={"conversation_id": conversation.id}
+                )
+                await self.broadcaster.to_agent(
+                    agent_id, "conversation", await self.summary(changed.conversation)
+                )
+                await self._entered_queue(changed)
+        return moved
+
+    async def conversation_for(self, agent: AgentIdentity, conversation_id: str) -> Conversation:
+        """The conversation, if it is assigned to this agent (`forbidden` otherwise)."""
+        conversation = await self.store.get_conversation(conversation_id)
+        if conversation is None:
+            raise NotFound("no such conversation")
+        if conversation.state != State.ASSIGNED or conversation.agent_id != agent.id:
+            raise Forbidden("this conversation is not assigned to you")
+        return conversation
+
+    async def snapshot(self, agent_id: str) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        """Summaries of the queue and of the agent's assigned conversations."""
+        queued = [
+            await self.summary(c, position)
+            for position, c in enumerate(await self.store.queued(), start=1)
+        ]
+        assigned = [await self.summary(c) for c in await self.store.assigned_to(agent_id)]
+        return queued, assigned
+
+    async def summary(
+        self, conversation: Conversation, queue_position: int | None = None
+    ) -> dict[str, Any]:
         """The agent-facing Summary of a conversation."""
         visitor = await self.store.get_visitor(conversation.visitor_id)
         data: dict[str, Any] = {
@@ -86,7 +267,62 @@ class RoutingService:
             data["agent"] = {"id": conversation.agent_id, "name": conversation.agent_name}
         if conversation.state == State.QUEUED and conversation.queued_at is not None:
             data["waiting_since"] = iso(conversation.queued_at)
+            if queue_position is not None:
+                data["queue_position"] = queue_position
         last = await self.store.last_message(conversation.id)
         if last is not None:
             data["last_message"] = last.to_dict()
         return data
+
+    # internals ------------------------------------------------------------------------------
+
+    async def _mine(
+        self, agent: AgentIdentity, conversation_id: str, values: dict[str, Any], text: str
+    ) -> Transition:
+        """Change a conversation only while it is assigned to `agent`."""
+        changed = await self.store.transition(
+            conversation_id,
+            from_states=[State.ASSIGNED],
+            where=conversations_table.c.agent_id == agent.id,
+            values=values,
+            add=[(SYSTEM, text)],
+        )
+        if changed is None:
+            await self.conversation_for(agent, conversation_id)  # raises the right error
+            raise Conflict("conversation changed meanwhile")  # pragma: no cover - a race
+        return changed
+
+    async def _publish(self, changed: Transition) -> None:
+        for message in changed.messages:
+            metrics.MESSAGES_STORED.labels(role=message.sender.role.value).inc()
+            await self.conversations.publish(changed.conversation, message)
+
+    async def _entered_queue(self, changed: Transition) -> None:
+        await self._publish(changed)
+        conversation = changed.conversation
+        position = await self.store.queue_position(conversation)
+        await self.conversations.publish_state(conversation, position)
+        await self.broadcaster.to_agents("conversation", await self.summary(conversation, position))
+        metrics.QUEUE_LENGTH.set(await self.store.queue_length())
+
+    async def _left_queue(self, conversation: Conversation) -> None:
+        """Tell every agent the conversation left the queue, and each waiting visitor its place.
+
+        Agents order the queue by `waiting_since`, so the others' summaries are not resent.
+        """
+        await self.broadcaster.to_agents("conversation", await self.summary(conversation))
+        queued = await self.store.queued()
+        metrics.QUEUE_LENGTH.set(len(queued))
+        for position, waiting in enumerate(queued, start=1):
+            await self.conversations.publish_state(waiting, position)
+
+
+def _queued_values() -> dict[str, Any]:
+    return {
+        "state": State.QUEUED.value,
+        "queued_at": utcnow(),
+        "agent_id": None,
+        "agent_name": None,
+        "bot_fallbacks": 0,
+        "human_offered": False,
+    }

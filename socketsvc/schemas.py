@@ -103,7 +103,7 @@ def load(schema: Schema, args: tuple[Any, ...]) -> dict[str, Any]:
     try:
         result: dict[str, Any] = schema.load(args[0])
     except ValidationError as exc:
-        messages = exc.normalized_messages()
+        messages = exc.normalized_messages()  # type: ignore[no-untyped-call]
         if messages and all(_is_too_long(v) for v in messages.values()):
             raise TooLarge("text is too long", messages) from None
         raise Invalid("payload failed validation", messages) from None
@@ -114,3 +114,47 @@ def _is_too_long(messages: Any) -> bool:
     return isinstance(messages, list) and any(
         isinstance(m, str) and m.startswith("Longer than the maximum") for m in messages
     )
+
+
+class AgentAccept(Schema):
+    conversation_id = _id(required=True)
+
+
+class AgentMessage(TextSchema):
+    conversation_id = _id(required=True)
+    client_id = _id(allow_none=True, load_default=None)
+    text = Text(required=True)
+
+
+class AgentTyping(Schema):
+    conversation_id = _id(required=True)
+    typing = StrictBoolean(required=True)
+
+
+class AgentRead(Schema):
+    conversation_id = _id(required=True)
+    seq = _seq(required=True)
+
+
+class AgentSync(Schema):
+    conversation_id = _id(required=True)
+    after_seq = _seq(required=True)
+    limit = StrictInteger(validate=validate.Range(min=1, max=500), load_default=100)
+
+
+class AgentTransfer(Schema):
+    conversation_id = _id(required=True)
+    agent_id = _id(required=True)
+
+
+class AgentRelease(Schema):
+    conversation_id = _id(required=True)
+    to = fields.String(required=True, validate=validate.OneOf(["queue", "bot"]))
+
+
+class AgentResolve(Schema):
+    conversation_id = _id(required=True)
+
+
+class Availability(Schema):
+    status = fields.String(required=True, validate=validate.OneOf(["online", "away"]))

@@ -8,8 +8,10 @@ from socketsvc.bot_runner import BotRunner
 from socketsvc.bots.base import Bot
 from socketsvc.broadcast import Broadcaster
 from socketsvc.conversations import ConversationService
+from socketsvc.presence import STALE_SECONDS, PresenceService
 from socketsvc.routing import RoutingService
 from socketsvc.settings import Settings
+from socketsvc.storage.presence import PresenceStore
 from socketsvc.storage.store import Store
 from socketsvc.tasks import TaskTracker
 from socketsvc.tokens import TokenService
@@ -22,6 +24,7 @@ class Services:
     tokens: TokenService
     conversations: ConversationService
     routing: RoutingService
+    presence: PresenceService
     bot_runner: BotRunner
     tasks: TaskTracker
 
@@ -32,7 +35,9 @@ class Services:
         tasks = TaskTracker()
         tokens = TokenService(settings.secret, settings.visitor_token_ttl)
         conversations = ConversationService(store, broadcaster, tokens, bot)
-        routing = RoutingService(store, conversations, broadcaster)
+        presence_store = PresenceStore(store, stale=STALE_SECONDS)
+        routing = RoutingService(store, presence_store, conversations, broadcaster)
+        presence = PresenceService(presence_store, routing, settings.agent_grace_seconds)
         bot_runner = BotRunner(store, conversations, routing, bot, tasks)
         conversations.on_visitor_message = bot_runner.schedule
-        return cls(settings, store, tokens, conversations, routing, bot_runner, tasks)
+        return cls(settings, store, tokens, conversations, routing, presence, bot_runner, tasks)

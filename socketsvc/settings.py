@@ -118,9 +118,7 @@ class _Reader:
             raise SettingsError(f"{name} must be {bound}, got {value}")
         return value
 
-    def number(
-        self, name: str, default: float, *, low: float, high: float | None = None
-    ) -> float:
+    def number(self, name: str, default: float, *, low: float, high: float | None = None) -> float:
         raw = self.optional(name)
         if raw is None:
             return default
@@ -208,7 +206,9 @@ def _generated_secret(database_url: str) -> tuple[str, str]:
     except FileExistsError:
         value = path.read_text().strip()
         if len(value.encode()) < 32:
-            raise SettingsError(f"SOCKETSVC_SECRET unset and {path} holds no usable secret") from None
+            raise SettingsError(
+                f"SOCKETSVC_SECRET unset and {path} holds no usable secret"
+            ) from None
         return value, str(path)
     value = secrets.token_urlsafe(48)
     with os.fdopen(fd, "w") as fh:

@@ -47,8 +47,13 @@ class TokenService:
 
     def mint_agent(self, agent_id: str, name: str, ttl: int = 12 * 3600) -> str:
         issued = int(time.time())
-        claims = {"sub": agent_id, "name": name, "role": "agent", "iat": issued,
-                  "exp": issued + ttl}
+        claims = {
+            "sub": agent_id,
+            "name": name,
+            "role": "agent",
+            "iat": issued,
+            "exp": issued + ttl,
+        }
         return jwt.encode(claims, self._secret, algorithm=ALGORITHM)
 
     def verify_agent(self, token: Any) -> AgentIdentity:

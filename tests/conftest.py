@@ -110,6 +110,22 @@ async def app_server(database_url: str) -> AsyncIterator[AppServer]:
 
 
 @pytest.fixture
+async def start_app(database_url: str) -> AsyncIterator[Any]:
+    """`await start_app(**env)`: the app with extra settings (e.g. BOT_DELAY=1), stopped after."""
+    started: list[AppServer] = []
+
+    async def start(**overrides: Any) -> AppServer:
+        server = AppServer(make_settings(database_url, **overrides))
+        await server.start()
+        started.append(server)
+        return server
+
+    yield start
+    for server in started:
+        await server.stop()
+
+
+@pytest.fixture
 async def clients() -> AsyncIterator[list[ChatClient]]:
     """Collects the clients a test opens and disconnects them at the end."""
     opened: list[ChatClient] = []

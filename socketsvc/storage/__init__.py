@@ -1,4 +1,4 @@
-"""Durable state behind one interface: SQLAlchemy Core over SQLite (aiosqlite) or PostgreSQL (asyncpg)."""
+"""Durable state behind one interface: SQLAlchemy Core over SQLite or PostgreSQL."""
 
 from socketsvc.storage.store import Store
 

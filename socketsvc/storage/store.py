@@ -69,7 +69,7 @@ class Store:
             await conn.execute(sa.text("SELECT 1"))
 
     @contextlib.asynccontextmanager
-    async def _write(self) -> AsyncIterator[AsyncConnection]:
+    async def write(self) -> AsyncIterator[AsyncConnection]:
         """One write transaction, committed (and on SQLite fsynced) when the block ends."""
         if self._write_lock is None:
             async with self.engine.begin() as conn:
@@ -87,7 +87,7 @@ class Store:
             return existing
         now = utcnow()
         try:
-            async with self._write() as conn:
+            async with self.write() as conn:
                 await conn.execute(
                     visitors.insert().values(id=visitor_id, name=name, created_at=now)
                 )
@@ -100,9 +100,7 @@ class Store:
 
     async def get_visitor(self, visitor_id: str) -> Visitor | None:
         async with self.engine.connect() as conn:
-            row = (
-                await conn.execute(visitors.select().where(visitors.c.id == visitor_id))
-            ).first()
+            row = (await conn.execute(visitors.select().where(visitors.c.id == visitor_id))).first()
         return None if row is None else Visitor(row.id, row.name, _aware(row.created_at))
 
     # conversations --------------------------------------------------------------------------
@@ -127,7 +125,7 @@ class Store:
             "updated_at": now,
         }
         stored: list[Message] = []
-        async with self._write() as conn:
+        async with self.write() as conn:
             await conn.execute(conversations.insert().values(**values))
             if greeting is not None:
                 message = _new_message(conversation_id, 1, greeting[0], greeting[1], None, now)
@@ -185,7 +183,7 @@ class Store:
             update = update.where(conversations.c.state.in_([s.value for s in from_states]))
         if where is not None:
             update = update.where(where)
-        async with self._write() as conn:
+        async with self.write() as conn:
             row = (await conn.execute(update)).first()
             if row is None:
                 return None
@@ -210,11 +208,13 @@ class Store:
         *,
         only_in_states: Iterable[State] | None = None,
         values: Mapping[str, Any] | None = None,
+        where: sa.ColumnElement[bool] | None = None,
     ) -> Append | None:
         """Store one message; a repeated `client_id` returns the stored one, adding nothing.
 
-        With `only_in_states`, stores nothing and returns None unless the conversation is in one
-        of those states at the moment of the write (the bot uses this to stay silent).
+        With `only_in_states` (and `where`), stores nothing and returns None unless the
+        conversation is in one of those states at the moment of the write (the bot uses this to
+        stay silent, agents to write only while the conversation is theirs).
         """
         if client_id is not None:
             existing = await self.message_by_client_id(conversation_id, sender.role, client_id)
@@ -229,8 +229,10 @@ class Store:
         )
         if only_in_states is not None:
             update = update.where(conversations.c.state.in_([s.value for s in only_in_states]))
+        if where is not None:
+            update = update.where(where)
         try:
-            async with self._write() as conn:
+            async with self.write() as conn:
                 row = (await conn.execute(update)).first()
                 if row is None:
                     return None
@@ -298,7 +300,7 @@ class Store:
         )
         for _ in range(2):
             try:
-                async with self._write() as conn:
+                async with self.write() as conn:
                     current = (
                         await conn.execute(sa.select(read_marks.c.seq).where(key))
                     ).scalar_one_or_none()
@@ -349,6 +351,11 @@ class Store:
                 ),
             ),
         )
+        async with self.engine.connect() as conn:
+            return int((await conn.execute(query)).scalar_one())
+
+    async def queue_length(self) -> int:
+        query = sa.select(sa.func.count()).where(conversations.c.state == State.QUEUED.value)
         async with self.engine.connect() as conn:
             return int((await conn.execute(query)).scalar_one())
 
@@ -410,7 +417,7 @@ def _message_row(message: Message) -> dict[str, Any]:
     }
 
 
-def _message(row: Mapping[str, Any]) -> Message:
+def _message(row: sa.RowMapping) -> Message:
     return Message(
         id=row["id"],
         conversation_id=row["conversation_id"],
@@ -422,7 +429,7 @@ def _message(row: Mapping[str, Any]) -> Message:
     )
 
 
-def _conversation(row: Mapping[str, Any]) -> Conversation:
+def _conversation(row: sa.RowMapping) -> Conversation:
     queued_at = row["queued_at"]
     return Conversation(
         id=row["id"],

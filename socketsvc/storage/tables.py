@@ -49,15 +49,37 @@ messages = sa.Table(
     sa.Column("created_at", Stamp, nullable=False),
     sa.UniqueConstraint("conversation_id", "seq", name="uq_messages_seq"),
     # NULL client_ids never collide (SQLite and PostgreSQL agree), so system/bot messages pass.
-    sa.UniqueConstraint("conversation_id", "sender_role", "client_id", name="uq_messages_client_id"),
+    sa.UniqueConstraint(
+        "conversation_id", "sender_role", "client_id", name="uq_messages_client_id"
+    ),
 )
 
 read_marks = sa.Table(
     "read_marks",
     metadata,
-    sa.Column("conversation_id", sa.String(64), sa.ForeignKey("conversations.id"), primary_key=True),
+    sa.Column(
+        "conversation_id", sa.String(64), sa.ForeignKey("conversations.id"), primary_key=True
+    ),
     sa.Column("reader_role", sa.String(16), primary_key=True),
     sa.Column("reader_id", sa.String(200), primary_key=True),
     sa.Column("seq", sa.Integer, nullable=False),
     sa.Column("updated_at", Stamp, nullable=False),
+)
+
+agents = sa.Table(
+    "agents",
+    metadata,
+    sa.Column("id", sa.String(200), primary_key=True),
+    sa.Column("name", sa.String(200), nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("last_seen_at", Stamp, nullable=False),
+)
+
+agent_connections = sa.Table(
+    "agent_connections",
+    metadata,
+    sa.Column("sid", sa.String(64), primary_key=True),
+    sa.Column("agent_id", sa.String(200), nullable=False, index=True),
+    sa.Column("node_id", sa.String(64), nullable=False, index=True),
+    sa.Column("seen_at", Stamp, nullable=False),
 )

@@ -180,3 +180,21 @@ test("visitor page: a message sent while offline stays pending, then is delivere
   await page.screenshot({ path: path.join(SHOTS, "visitor-offline-delivered.png"), fullPage: true });
   assert.deepEqual(pageErrors, []);
 });
+
+test("visitor page: an unknown stored token is dropped and a new visitor starts", { timeout: 60_000 }, async (t) => {
+  const context = await browser.newContext();
+  t.after(() => context.close());
+  await context.addInitScript(() => {
+    if (!sessionStorage.getItem("seeded")) {
+      sessionStorage.setItem("seeded", "1");
+      localStorage.setItem("socketsvc.visitor_token", "not-a-valid-token");
+    }
+  });
+  const page = await context.newPage();
+  page.setDefaultTimeout(WAIT_MS);
+  await page.goto(`${BASE_URL}/`);
+  await page.locator('#log .msg[data-seq="1"][data-role="bot"]').waitFor();
+  await page.locator("#state[data-state='bot']").waitFor();
+  const token = await page.evaluate(() => localStorage.getItem("socketsvc.visitor_token"));
+  assert.ok(token && token !== "not-a-valid-token", "the refused token was replaced by the new session's");
+});

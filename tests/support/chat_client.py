@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 import uuid
 from collections.abc import Callable
@@ -88,10 +89,8 @@ class ChatClient:
             if remaining <= 0:
                 raise AssertionError(f"timed out waiting for {what}; events: {self.events[-10:]}")
             self._changed.clear()
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._changed.wait(), timeout=min(remaining, 0.5))
-            except TimeoutError:
-                pass
 
     async def wait_message(
         self, predicate: Callable[[dict[str, Any]], bool], timeout: float = 15.0

@@ -1,0 +1,151 @@
+"""`/agent`: human agents. Thin: authenticate, validate, call a service, return the ack."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import socketio
+from socketsvc.namespaces.base import Namespace
+
+from socketsvc import metrics, rooms, schemas
+from socketsvc.errors import ServiceError, Unauthorized
+from socketsvc.models import Role, Sender
+from socketsvc.services import Services
+from socketsvc.tokens import AgentIdentity
+
+log = logging.getLogger(__name__)
+
+
+def agent_sender(agent: AgentIdentity) -> Sender:
+    return Sender(Role.AGENT, agent.id, agent.name)
+
+
+class AgentNamespace(Namespace):
+    """Agents: queue and assigned snapshots on connect, then accept, chat, transfer, resolve."""
+
+    def __init__(self, services: Services) -> None:
+        super().__init__(rooms.AGENT)
+        self.services = services
+        self.accept_schema = schemas.AgentAccept()
+        self.message_schema = schemas.AgentMessage(max_text=services.settings.max_text_length)
+        self.typing_schema = schemas.AgentTyping()
+        self.read_schema = schemas.AgentRead()
+        self.sync_schema = schemas.AgentSync()
+        self.transfer_schema = schemas.AgentTransfer()
+        self.release_schema = schemas.AgentRelease()
+        self.resolve_schema = schemas.AgentResolve()
+        self.availability_schema = schemas.Availability()
+
+    async def on_connect(self, sid: str, environ: dict[str, Any], auth: Any = None) -> None:
+        try:
+            token = auth.get("token") if isinstance(auth, dict) else None
+            agent = self.services.tokens.verify_agent(token)
+            await self.services.presence.connected(agent, sid)
+            queue, assigned = await self.services.routing.snapshot(agent.id)
+        except ServiceError as exc:
+            metrics.CONNECT_REFUSALS.labels(namespace=self.namespace, code=exc.code).inc()
+            log.info("/agent connection refused: %s", exc.message)
+            raise socketio.exceptions.ConnectionRefusedError(exc.message, exc.to_dict()) from None
+        except Exception:
+            metrics.CONNECT_REFUSALS.labels(namespace=self.namespace, code="unavailable").inc()
+            log.exception("/agent connection failed")
+            raise socketio.exceptions.ConnectionRefusedError(
+                "service unavailable", {"code": "unavailable", "message": "service unavailable"}
+            ) from None
+        transport = self.server.transport(sid, self.namespace)
+        await self.save_session(sid, {"agent": agent, "transport": transport})
+        await self.enter_room(sid, rooms.AGENTS_ROOM)
+        await self.enter_room(sid, rooms.agent(agent.id))
+        metrics.CONNECTS.labels(namespace=self.namespace).inc()
+        metrics.CONNECTIONS.labels(namespace=self.namespace, transport=transport).inc()
+        self.emit_after_connect(
+            sid, [("queue", {"conversations": queue}), ("assigned", {"conversations": assigned})]
+        )
+
+    async def on_disconnect(self, sid: str, reason: Any = None) -> None:
+        session = await self.get_session(sid)
+        metrics.DISCONNECTS.labels(namespace=self.namespace).inc()
+        if session and "transport" in session:
+            metrics.CONNECTIONS.labels(
+                namespace=self.namespace, transport=session["transport"]
+            ).dec()
+        try:
+            await self.services.presence.disconnected(sid)
+        except Exception:
+            log.exception("could not record an agent's disconnection")
+
+    async def on_accept(self, sid: str, *args: Any) -> dict[str, Any]:
+        data = schemas.load(self.accept_schema, args)
+        accepted = await self.services.routing.accept(await self._who(sid), data["conversation_id"])
+        return {
+            "conversation": accepted.summary,
+            "messages": [m.to_dict() for m in accepted.messages],
+        }
+
+    async def on_message(self, sid: str, *args: Any) -> dict[str, Any]:
+        data = schemas.load(self.message_schema, args)
+        agent = await self._who(sid)
+        message = await self.services.conversations.post_agent_message(
+            agent_sender(agent), data["conversation_id"], data["client_id"], data["text"]
+        )
+        return {"message": message.to_dict()}
+
+    async def on_typing(self, sid: str, *args: Any) -> dict[str, Any]:
+        data = schemas.load(self.typing_schema, args)
+        agent = await self._who(sid)
+        conversation = await self.services.routing.conversation_for(agent, data["conversation_id"])
+        await self.services.conversations.typing(
+            conversation, agent_sender(agent), data["typing"], origin=sid
+        )
+        return {}
+
+    async def on_read(self, sid: str, *args: Any) -> dict[str, Any]:
+        data = schemas.load(self.read_schema, args)
+        agent = await self._who(sid)
+        conversation = await self.services.routing.conversation_for(agent, data["conversation_id"])
+        await self.services.conversations.mark_read(conversation, agent_sender(agent), data["seq"])
+        return {}
+
+    async def on_sync(self, sid: str, *args: Any) -> dict[str, Any]:
+        data = schemas.load(self.sync_schema, args)
+        agent = await self._who(sid)
+        await self.services.routing.conversation_for(agent, data["conversation_id"])
+        result = await self.services.conversations.sync(
+            data["conversation_id"], data["after_seq"], data["limit"]
+        )
+        return result.to_dict()
+
+    async def on_transfer(self, sid: str, *args: Any) -> dict[str, Any]:
+        data = schemas.load(self.transfer_schema, args)
+        routing = self.services.routing
+        conversation = await routing.transfer(
+            await self._who(sid), data["conversation_id"], data["agent_id"]
+        )
+        return {"conversation": await routing.summary(conversation)}
+
+    async def on_release(self, sid: str, *args: Any) -> dict[str, Any]:
+        data = schemas.load(self.release_schema, args)
+        routing = self.services.routing
+        conversation = await routing.release(
+            await self._who(sid), data["conversation_id"], data["to"]
+        )
+        return {"conversation": await routing.summary(conversation)}
+
+    async def on_resolve(self, sid: str, *args: Any) -> dict[str, Any]:
+        data = schemas.load(self.resolve_schema, args)
+        routing = self.services.routing
+        conversation = await routing.resolve(await self._who(sid), data["conversation_id"])
+        return {"conversation": await routing.summary(conversation)}
+
+    async def on_availability(self, sid: str, *args: Any) -> dict[str, Any]:
+        data = schemas.load(self.availability_schema, args)
+        await self.services.presence.set_status(await self._who(sid), data["status"])
+        return {}
+
+    async def _who(self, sid: str) -> AgentIdentity:
+        session = await self.get_session(sid)
+        if not session or "agent" not in session:
+            raise Unauthorized("no agent session on this connection")
+        agent: AgentIdentity = session["agent"]
+        return agent

@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Create .venv and install socketsvc into it (editable). With "test": also the test tools,
+# the npm packages (socket.io-client, playwright-core) and Debian's chromium when missing.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+PYTHON=${PYTHON:-python3}
+if [ ! -x .venv/bin/python ]; then
+  "$PYTHON" -m venv .venv
+fi
+stamp=.venv/.socketsvc-installed-$(cat setup.cfg pyproject.toml | sha1sum | cut -c1-12)-${1:-run}
+if [ ! -f "$stamp" ]; then
+  .venv/bin/python -m pip install --quiet --upgrade pip
+  if [ "${1:-}" = "test" ]; then
+    .venv/bin/python -m pip install --quiet -e '.[test]'
+  else
+    .venv/bin/python -m pip install --quiet -e .
+  fi
+  touch "$stamp"
+fi
+
+if [ "${1:-}" = "test" ]; then
+  if [ ! -d node_modules/socket.io-client ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
+    npm ci --no-audit --no-fund --loglevel=error
+  fi
+  if [ ! -x /usr/bin/chromium ]; then
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+      echo "installing Debian's chromium for the browser tests" >&2
+      apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+    else
+      echo "warning: /usr/bin/chromium missing; browser tests will be skipped" >&2
+    fi
+  fi
+fi

@@ -1,0 +1,11 @@
+#!/usr/bin/env bash
+# The whole suite: lint, types, then every test (unit, integration, Node and browser e2e) on
+# SQLite and PostgreSQL. Extra arguments go to pytest.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/bootstrap.sh test
+bash scripts/services.sh
+.venv/bin/ruff check .
+.venv/bin/ruff format --check .
+bash scripts/typecheck.sh
+exec .venv/bin/pytest -q "$@"

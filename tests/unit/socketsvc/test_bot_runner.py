@@ -1,0 +1,179 @@
+"""`BotRunner`: a reply the bot computed while the conversation was handed off is never posted."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+from prometheus_client import REGISTRY
+
+from socketsvc.bots.echo_bot import EchoBot
+from socketsvc.conversations import Session
+from socketsvc.models import Role, State
+from socketsvc.services import Services
+from socketsvc.storage.store import Store
+from tests.conftest import make_settings
+
+BOT_DELAY = 0.5
+
+
+class RecordingBroadcaster:
+    """A stand-in for the Socket.IO seam that records every publication.
+
+    Each method takes the target first and `(event, data)` last, whatever else the
+    `Broadcaster` protocol passes in between (e.g. the assigned agent's id).
+    """
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, str, dict[str, Any]]] = []
+        self.changed = asyncio.Event()
+
+    def _record(self, target: str, args: tuple[Any, ...]) -> None:
+        event, data = args[-2], args[-1]
+        assert isinstance(event, str) and isinstance(data, dict), args
+        self.calls.append((target, event, data))
+        self.changed.set()
+
+    async def to_conversation(self, conversation_id: str, *args: Any, **_: Any) -> None:
+        self._record(f"conversation:{conversation_id}", args)
+
+    async def to_agent(self, agent_id: str, *args: Any, **_: Any) -> None:
+        self._record(f"agent:{agent_id}", args)
+
+    async def to_agents(self, *args: Any, **_: Any) -> None:
+        self._record("agents", args)
+
+    def events(self, name: str) -> list[dict[str, Any]]:
+        return [data for _, event, data in self.calls if event == name]
+
+    def bot_messages(self) -> list[dict[str, Any]]:
+        return [m for m in self.events("message") if m["sender"]["role"] == "bot"]
+
+    def bot_typing(self) -> list[bool]:
+        return [t["typing"] for t in self.events("typing") if t["sender"]["role"] == "bot"]
+
+    async def wait_for(self, predicate: Any, timeout: float = 5.0) -> None:
+        async def wait() -> None:
+            while not predicate():
+                self.changed.clear()
+                await self.changed.wait()
+
+        await asyncio.wait_for(wait(), timeout)
+
+
+def suppressed() -> float:
+    value = REGISTRY.get_sample_value("socketsvc_bot_replies_suppressed_total")
+    return value or 0.0
+
+
+@pytest.fixture
+async def store(database_url: str) -> AsyncIterator[Store]:
+    opened = await Store.open(database_url)
+    try:
+        yield opened
+    finally:
+        await opened.close()
+
+
+@pytest.fixture
+async def services(database_url: str, store: Store) -> AsyncIterator[Services]:
+    built = Services.build(
+        make_settings(database_url, BOT="echo"),
+        store,
+        RecordingBroadcaster(),
+        EchoBot(delay=BOT_DELAY),
+    )
+    try:
+        yield built
+    finally:
+        await built.tasks.drain(timeout=5.0)
+        assert len(built.tasks) == 0
+
+
+def recorder(services: Services) -> RecordingBroadcaster:
+    broadcaster = services.conversations.broadcaster
+    assert isinstance(broadcaster, RecordingBroadcaster)
+    return broadcaster
+
+
+async def start(services: Services) -> Session:
+    session = await services.conversations.open_session(None)
+    assert session.conversation.state == State.BOT and session.conversation.last_seq == 1
+    return session
+
+
+async def test_reply_computed_during_a_handoff_is_dropped(services: Services, store: Store):
+    broadcast = recorder(services)
+    session = await start(services)
+    conversation_id = session.conversation.id
+    before = suppressed()
+
+    posted = await services.conversations.post_visitor_message(
+        session.visitor, conversation_id, "c-1", "is anyone there?"
+    )
+    assert posted.seq == 2
+    # The bot has checked the state and is "thinking" (typing) when the handoff happens.
+    await broadcast.wait_for(lambda: broadcast.bot_typing() == [True])
+    assert len(services.tasks) == 1
+    queued = await services.routing.handoff(conversation_id, reason="test", by="visitor")
+    assert queued.state == State.QUEUED
+    handoff_seq = queued.last_seq
+    assert handoff_seq == 3  # the system's "you are queued" message
+
+    await broadcast.wait_for(lambda: broadcast.bot_typing() == [True, False], timeout=5 * BOT_DELAY)
+    await services.tasks.drain(timeout=5.0)
+
+    assert await store.messages_after(conversation_id, handoff_seq, 100) == []
+    stored = await store.messages_after(conversation_id, 0, 100)
+    assert [(m.seq, m.sender.role) for m in stored] == [
+        (1, Role.BOT),  # the greeting
+        (2, Role.VISITOR),
+        (3, Role.SYSTEM),
+    ]
+    assert broadcast.bot_messages() == []
+    assert suppressed() == before + 1
+    conversation = await store.get_conversation(conversation_id)
+    assert conversation is not None
+    assert conversation.state == State.QUEUED and conversation.last_seq == 3
+
+
+async def test_reply_without_handoff_is_stored_and_broadcast(services: Services, store: Store):
+    # The control case: the same slow bot does answer when nothing interrupts it.
+    broadcast = recorder(services)
+    session = await start(services)
+    conversation_id = session.conversation.id
+    before = suppressed()
+
+    await services.conversations.post_visitor_message(
+        session.visitor, conversation_id, "c-1", "ping"
+    )
+    await services.tasks.drain(timeout=5 * BOT_DELAY)
+
+    stored = await store.messages_after(conversation_id, 2, 100)
+    assert [(m.seq, m.sender.role, m.text) for m in stored] == [(3, Role.BOT, "You said: ping")]
+    assert [m["seq"] for m in broadcast.bot_messages()] == [3]
+    assert broadcast.bot_messages()[0] == stored[0].to_dict()
+    assert broadcast.bot_typing() == [True, False]
+    assert suppressed() == before
+
+
+async def test_message_sent_while_queued_gets_no_bot_reply(services: Services, store: Store):
+    broadcast = recorder(services)
+    session = await start(services)
+    conversation_id = session.conversation.id
+    await services.routing.handoff(conversation_id, reason=None, by="visitor")
+
+    await services.conversations.post_visitor_message(
+        session.visitor, conversation_id, "c-2", "still there?"
+    )
+    assert len(services.tasks) == 0  # the bot is not even scheduled
+    await asyncio.sleep(0.2)
+    assert [m.sender.role for m in await store.messages_after(conversation_id, 0, 100)] == [
+        Role.BOT,
+        Role.SYSTEM,
+        Role.VISITOR,
+    ]
+    assert broadcast.bot_messages() == []
+    assert broadcast.bot_typing() == []
