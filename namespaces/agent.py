@@ -25,8 +25,7 @@ class AgentNamespace(Namespace):
     """Agents: queue and assigned snapshots on connect, then accept, chat, transfer, resolve."""
 
     def __init__(self, services: Services) -> None:
-        super().__init__(rooms.AGENT)
-        self.services = services
+        super().__init__(rooms.AGENT, services)
         self.accept_schema = schemas.AgentAccept()
         self.message_schema = schemas.AgentMessage(max_text=services.settings.max_text_length)
         self.typing_schema = schemas.AgentTyping()
@@ -39,6 +38,7 @@ class AgentNamespace(Namespace):
 
     async def on_connect(self, sid: str, environ: dict[str, Any], auth: Any = None) -> None:
         try:
+            self.refuse_while_draining()
             token = auth.get("token") if isinstance(auth, dict) else None
             agent = self.services.tokens.verify_agent(token)
             await self.services.presence.connected(agent, sid)
@@ -53,23 +53,16 @@ class AgentNamespace(Namespace):
             raise socketio.exceptions.ConnectionRefusedError(
                 "service unavailable", {"code": "unavailable", "message": "service unavailable"}
             ) from None
-        transport = self.server.transport(sid, self.namespace)
-        await self.save_session(sid, {"agent": agent, "transport": transport})
+        await self.save_session(sid, {"agent": agent})
         await self.enter_room(sid, rooms.AGENTS_ROOM)
         await self.enter_room(sid, rooms.agent(agent.id))
         metrics.CONNECTS.labels(namespace=self.namespace).inc()
-        metrics.CONNECTIONS.labels(namespace=self.namespace, transport=transport).inc()
         self.emit_after_connect(
             sid, [("queue", {"conversations": queue}), ("assigned", {"conversations": assigned})]
         )
 
     async def on_disconnect(self, sid: str, reason: Any = None) -> None:
-        session = await self.get_session(sid)
         metrics.DISCONNECTS.labels(namespace=self.namespace).inc()
-        if session and "transport" in session:
-            metrics.CONNECTIONS.labels(
-                namespace=self.namespace, transport=session["transport"]
-            ).dec()
         try:
             await self.services.presence.disconnected(sid)
         except Exception:

@@ -7,11 +7,22 @@ import time
 from typing import Any
 
 import socketio
+import sqlalchemy.exc
 
 from socketsvc import metrics
-from socketsvc.errors import ServiceError, error_ack
+from socketsvc.errors import ServiceError, Unavailable, error_ack
+from socketsvc.services import Services
 
 log = logging.getLogger("socketsvc.namespaces")
+
+UNAVAILABLE = (
+    sqlalchemy.exc.OperationalError,
+    sqlalchemy.exc.InterfaceError,
+    sqlalchemy.exc.TimeoutError,
+    OSError,
+    TimeoutError,
+)
+"""Failures of a dependency (database down, pool exhausted), answered with `unavailable`."""
 _pending: set[Any] = set()
 
 
@@ -22,7 +33,16 @@ class Namespace(socketio.AsyncNamespace):  # type: ignore[misc]
     answered with `internal`. The connection always stays up.
     """
 
-    lifecycle = ("connect", "disconnect")
+    lifecycle_events = ("connect", "disconnect")
+
+    def __init__(self, namespace: str, services: Services) -> None:
+        super().__init__(namespace)
+        self.services = services
+
+    def refuse_while_draining(self) -> None:
+        """Connections during shutdown are refused so the client goes to another process."""
+        if self.services.lifecycle.draining:
+            raise Unavailable("this process is shutting down; reconnect")
 
     def emit_after_connect(self, sid: str, events: list[tuple[str, Any]]) -> None:
         """Send events right after the namespace's CONNECT packet.
@@ -41,11 +61,28 @@ class Namespace(socketio.AsyncNamespace):  # type: ignore[misc]
         task.add_done_callback(_pending.discard)
 
     async def trigger_event(self, event: str, *args: Any) -> Any:
-        if event in self.lifecycle:
+        if event in self.lifecycle_events:
             return await super().trigger_event(event, *args)
         sid = args[0] if args else None
         handler = getattr(self, f"on_{event}", None)
         started = time.perf_counter()
+        with self.services.lifecycle.handling():
+            outcome, reply = await self._handle(event, handler, sid, args)
+        # Arbitrary client event names must not create label values: they count as `other`.
+        label = event if handler is not None else "other"
+        metrics.EVENTS.labels(namespace=self.namespace, event=label, outcome=outcome).inc()
+        metrics.HANDLER_LATENCY.labels(namespace=self.namespace, event=label).observe(
+            time.perf_counter() - started
+        )
+        return reply
+
+    async def _handle(
+        self, event: str, handler: Any, sid: Any, args: tuple[Any, ...]
+    ) -> tuple[str, dict[str, Any]]:
+        """Run one handler; returns (outcome label, ack)."""
+        if self.services.lifecycle.draining:
+            unavailable = Unavailable("this process is shutting down; retry after reconnecting")
+            return "unavailable", {"ok": False, "error": unavailable.to_dict()}
         if handler is None:
             outcome, reply = "not_found", error_ack("not_found", f"unknown event {event!r}")
             log.info("unknown event %r on %s from %s", event, self.namespace, sid)
@@ -56,13 +93,11 @@ class Namespace(socketio.AsyncNamespace):  # type: ignore[misc]
             except ServiceError as exc:
                 outcome, reply = exc.code, {"ok": False, "error": exc.to_dict()}
                 log.info("%s %s refused: %s %s", self.namespace, event, exc.code, exc.message)
+            except UNAVAILABLE as exc:
+                outcome = "unavailable"
+                reply = error_ack("unavailable", "storage unavailable; retry shortly")
+                log.warning("%s %s: storage unavailable: %s", self.namespace, event, exc)
             except Exception:
                 outcome, reply = "internal", error_ack("internal", "internal error")
                 log.exception("%s %s failed", self.namespace, event)
-        # Arbitrary client event names must not create label values: they count as `other`.
-        label = event if handler is not None else "other"
-        metrics.EVENTS.labels(namespace=self.namespace, event=label, outcome=outcome).inc()
-        metrics.HANDLER_LATENCY.labels(namespace=self.namespace, event=label).observe(
-            time.perf_counter() - started
-        )
-        return reply
+        return outcome, reply

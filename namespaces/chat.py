@@ -21,8 +21,7 @@ class ChatNamespace(Namespace):
     """Visitors: a session and the bot's greeting on connect, then their conversation's events."""
 
     def __init__(self, services: Services) -> None:
-        super().__init__(rooms.CHAT)
-        self.services = services
+        super().__init__(rooms.CHAT, services)
         self.message_schema = schemas.ChatMessage(max_text=services.settings.max_text_length)
         self.typing_schema = schemas.Typing()
         self.read_schema = schemas.Read()
@@ -31,6 +30,7 @@ class ChatNamespace(Namespace):
 
     async def on_connect(self, sid: str, environ: dict[str, Any], auth: Any = None) -> None:
         try:
+            self.refuse_while_draining()
             token = _visitor_token(auth)
             session = await self.services.conversations.open_session(token)
         except ServiceError as exc:
@@ -44,19 +44,16 @@ class ChatNamespace(Namespace):
                 "service unavailable", {"code": "unavailable", "message": "service unavailable"}
             ) from None
         conversation = session.conversation
-        transport = self.server.transport(sid, self.namespace)
         await self.save_session(
             sid,
             {
                 "visitor": session.visitor,
                 "conversation_id": conversation.id,
-                "transport": transport,
             },
         )
         await self.enter_room(sid, rooms.conversation(conversation.id))
         await self.enter_room(sid, rooms.visitor(session.visitor.id))
         metrics.CONNECTS.labels(namespace=self.namespace).inc()
-        metrics.CONNECTIONS.labels(namespace=self.namespace, transport=transport).inc()
         if session.resumed:
             metrics.RESUMED.inc()
         events: list[tuple[str, Any]] = [("session", session.to_dict())]
@@ -65,12 +62,7 @@ class ChatNamespace(Namespace):
         self.emit_after_connect(sid, events)
 
     async def on_disconnect(self, sid: str, reason: Any = None) -> None:
-        session = await self.get_session(sid)
         metrics.DISCONNECTS.labels(namespace=self.namespace).inc()
-        if session and "transport" in session:
-            metrics.CONNECTIONS.labels(
-                namespace=self.namespace, transport=session["transport"]
-            ).dec()
 
     async def on_message(self, sid: str, *args: Any) -> dict[str, Any]:
         data = schemas.load(self.message_schema, args)

@@ -6,15 +6,17 @@ import logging
 from collections.abc import AsyncIterator
 from typing import Any
 
-import socketio
 from aiohttp import web
+from prometheus_client import CollectorRegistry
 
 from socketsvc import web as routes
 from socketsvc.bots.loader import load_bot
 from socketsvc.broadcast import SocketIOBroadcaster
-from socketsvc.keys import BOT, SERVICES, SETTINGS, SIO, STORE
+from socketsvc.connections import ConnectionCollector
+from socketsvc.keys import APP_METRICS, BOT, REDIS, SERVICES, SETTINGS, SIO, STORE
 from socketsvc.namespaces.agent import AgentNamespace
 from socketsvc.namespaces.chat import ChatNamespace
+from socketsvc.pubsub import RedisManager
 from socketsvc.server import SocketServer
 from socketsvc.services import Services
 from socketsvc.settings import Settings
@@ -32,10 +34,10 @@ def create_app(settings: Settings) -> web.Application:
     manager = None
     if settings.redis_url is not None:
         # Short socket timeouts: a hung Redis must not stall emits for long (DESIGN.md).
-        manager = socketio.AsyncRedisManager(
-            settings.redis_url,
-            redis_options={"socket_timeout": 1.0, "socket_connect_timeout": 1.0},
+        manager = RedisManager(
+            settings.redis_url, channel=settings.redis_channel, socket_timeout=2.0
         )
+        app[REDIS] = manager
     sio = SocketServer(
         async_mode="aiohttp",
         client_manager=manager,
@@ -50,6 +52,9 @@ def create_app(settings: Settings) -> web.Application:
     )
     sio.attach(app)
     app[SIO] = sio
+    registry = CollectorRegistry(auto_describe=True)
+    registry.register(ConnectionCollector(sio))
+    app[APP_METRICS] = registry
     routes.add_routes(app)
     app.cleanup_ctx.append(_database)
     app.cleanup_ctx.append(_bot)
@@ -95,19 +100,33 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
     app[SERVICES] = services
     sio.register_namespace(ChatNamespace(services))
     sio.register_namespace(AgentNamespace(services))
-    presence = services.tasks.spawn(services.presence.run(), name="presence")
+    if not sio.manager_initialized:
+        # Subscribe now rather than on the first connection, so the canary works at once.
+        sio.manager_initialized = True
+        sio.manager.initialize()
+    background = [services.tasks.spawn(services.presence.run(), name="presence")]
+    if REDIS in app:
+        background.append(services.tasks.spawn(app[REDIS].run_canary(), name="canary"))
     yield
-    presence.cancel()
-    await services.tasks.drain(timeout=5.0)
+    for task in background:
+        task.cancel()
+    await services.tasks.drain(timeout=3.0)
     try:
         await services.presence.close()
     except Exception:
         log.warning("could not clear this process's agent connections", exc_info=True)
+    if REDIS in app:
+        await app[REDIS].close()
 
 
 async def _close_connections(app: web.Application) -> None:
-    """Close every Engine.IO socket so clients reconnect (to another process) at once."""
+    """Refuse new events, let in-flight ones finish (up to 3 s), then close every Engine.IO
+    socket so that clients reconnect (to another process) at once."""
     sio = app[SIO]
+    if SERVICES in app:
+        lifecycle = app[SERVICES].lifecycle
+        if not await lifecycle.drain(timeout=3.0):
+            log.warning("%d events still in flight at shutdown", lifecycle.in_flight)
     sockets = list(sio.eio.sockets.values())
     for sock in sockets:
         try:

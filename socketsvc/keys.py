@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import socketio
 from aiohttp import web
+from prometheus_client import CollectorRegistry
 
 from socketsvc.bots.base import Bot
+from socketsvc.pubsub import RedisManager
 from socketsvc.services import Services
 from socketsvc.settings import Settings
 from socketsvc.storage.store import Store
@@ -15,3 +17,5 @@ SIO = web.AppKey("sio", socketio.AsyncServer)
 STORE = web.AppKey("store", Store)
 BOT = web.AppKey("bot", Bot)
 SERVICES = web.AppKey("services", Services)
+REDIS = web.AppKey("redis", RedisManager)
+APP_METRICS = web.AppKey("app_metrics", CollectorRegistry)

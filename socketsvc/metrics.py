@@ -4,9 +4,6 @@ from __future__ import annotations
 
 from prometheus_client import Counter, Gauge, Histogram
 
-CONNECTIONS = Gauge(
-    "socketsvc_connections", "Open Socket.IO connections", ["namespace", "transport"]
-)
 CONNECTS = Counter("socketsvc_connects_total", "Accepted connections", ["namespace"])
 CONNECT_REFUSALS = Counter(
     "socketsvc_connect_refusals_total", "Refused connections", ["namespace", "code"]
@@ -41,3 +38,9 @@ QUEUE_WAIT = Histogram(
     buckets=(1, 5, 15, 30, 60, 120, 300, 600, 1800, 3600),
 )
 AGENTS_ONLINE = Gauge("socketsvc_agents_online", "Agents online with a live connection")
+REDIS_PUBLISH_FAILURES = Counter(
+    "socketsvc_redis_publish_failures_total", "Broadcasts Redis did not take (dropped)"
+)
+CANARY_OK = Gauge(
+    "socketsvc_pubsub_canary_ok", "1 while this process hears its own Redis canary, else 0"
+)

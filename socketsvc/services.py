@@ -8,6 +8,7 @@ from socketsvc.bot_runner import BotRunner
 from socketsvc.bots.base import Bot
 from socketsvc.broadcast import Broadcaster
 from socketsvc.conversations import ConversationService
+from socketsvc.lifecycle import Lifecycle
 from socketsvc.presence import STALE_SECONDS, PresenceService
 from socketsvc.routing import RoutingService
 from socketsvc.settings import Settings
@@ -27,6 +28,7 @@ class Services:
     presence: PresenceService
     bot_runner: BotRunner
     tasks: TaskTracker
+    lifecycle: Lifecycle
 
     @classmethod
     def build(
@@ -40,4 +42,14 @@ class Services:
         presence = PresenceService(presence_store, routing, settings.agent_grace_seconds)
         bot_runner = BotRunner(store, conversations, routing, bot, tasks)
         conversations.on_visitor_message = bot_runner.schedule
-        return cls(settings, store, tokens, conversations, routing, presence, bot_runner, tasks)
+        return cls(
+            settings,
+            store,
+            tokens,
+            conversations,
+            routing,
+            presence,
+            bot_runner,
+            tasks,
+            Lifecycle(),
+        )

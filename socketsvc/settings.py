@@ -32,6 +32,7 @@ class Settings:
     port: int = 8080
     database_url: str = f"sqlite:///{DEFAULT_SQLITE_FILE}"
     redis_url: str | None = None
+    redis_channel: str = "socketsvc"
     secret: str = field(default="", repr=False)
     secret_source: str = "env"
     """`env` when SOCKETSVC_SECRET was set, else the path of the generated secret file."""
@@ -73,6 +74,7 @@ class Settings:
             port=reader.integer("PORT", 8080, low=0, high=65535),
             database_url=database_url,
             redis_url=redis_url,
+            redis_channel=reader.text("REDIS_CHANNEL", "socketsvc"),
             secret=secret,
             secret_source=source,
             allowed_origins=reader.origins("ALLOWED_ORIGINS"),

@@ -5,12 +5,13 @@ from __future__ import annotations
 import asyncio
 import importlib.resources
 import re
+from collections.abc import Awaitable
 from pathlib import Path
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from socketsvc.keys import SERVICES
+from socketsvc.keys import APP_METRICS, REDIS, SERVICES, SETTINGS
 
 DEMO_FILE = re.compile(r"^[A-Za-z0-9_-]+\.(html|js|css|svg|png|ico)$")
 
@@ -24,14 +25,25 @@ async def healthz(request: web.Request) -> web.Response:
     return web.json_response({"status": "ok"})
 
 
-async def readyz(request: web.Request) -> web.Response:
-    services = request.app[SERVICES]
-    checks: dict[str, str] = {}
+async def _check(check: Awaitable[None]) -> str:
     try:
-        await asyncio.wait_for(services.store.ping(), timeout=2.0)
-        checks["database"] = "ok"
+        await asyncio.wait_for(check, timeout=2.0)
     except Exception as exc:
-        checks["database"] = f"error: {type(exc).__name__}"
+        return f"error: {type(exc).__name__}"
+    return "ok"
+
+
+async def readyz(request: web.Request) -> web.Response:
+    """Ready when the database and (if configured) Redis answer and the canary is heard."""
+    app = request.app
+    services = app[SERVICES]
+    checks = {"database": await _check(services.store.ping())}
+    if REDIS in app:
+        manager = app[REDIS]
+        checks["redis"] = await _check(manager.ping())
+        checks["pubsub_canary"] = "ok" if manager.canary_ok else "error: not heard"
+    if services.lifecycle.draining:
+        checks["lifecycle"] = "error: shutting down"
     ready = all(v == "ok" for v in checks.values())
     return web.json_response(
         {"status": "ready" if ready else "not ready", "checks": checks},
@@ -40,7 +52,7 @@ async def readyz(request: web.Request) -> web.Response:
 
 
 async def metrics(request: web.Request) -> web.Response:
-    body = generate_latest()
+    body = generate_latest() + generate_latest(request.app[APP_METRICS])
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
 
@@ -56,10 +68,35 @@ async def demo_file(request: web.Request) -> web.FileResponse:
     return web.FileResponse(path)
 
 
+async def dev_agent_token(request: web.Request) -> web.Response:
+    """DEV_MODE only: mint an agent JWT for the console's sign-in button."""
+    try:
+        body = await request.json()
+    except ValueError:
+        body = None
+    if not isinstance(body, dict):
+        body = {}
+    agent_id, name = body.get("id"), body.get("name")
+    if not isinstance(agent_id, str) or not agent_id.strip() or len(agent_id) > 128:
+        agent_id = "dev-agent"
+    if not isinstance(name, str) or not name.strip() or len(name) > 100:
+        name = "Dev Agent"
+    token = request.app[SERVICES].tokens.mint_agent(agent_id.strip(), name.strip(), ttl=12 * 3600)
+    return web.json_response({"token": token, "id": agent_id.strip(), "name": name.strip()})
+
+
+async def config(request: web.Request) -> web.Response:
+    """What the demo pages need to know about this deployment."""
+    return web.json_response({"dev_mode": request.app[SETTINGS].dev_mode})
+
+
 def add_routes(app: web.Application) -> None:
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics)
+    app.router.add_get("/config.json", config)
+    if app[SETTINGS].dev_mode:
+        app.router.add_post("/dev/agent-token", dev_agent_token)
     app.router.add_get("/", index)
     app.router.add_static("/vendor/", demo_dir() / "vendor")
     app.router.add_get("/{name}", demo_file)

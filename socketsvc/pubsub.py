@@ -1,0 +1,131 @@
+"""Cross-process broadcast through Redis, with a canary that proves this process can hear it.
+
+python-socketio's `AsyncRedisManager` is best effort: while Redis is down it drops emits (and
+logs), and it resubscribes on its own. Delivery correctness comes from the database and from
+clients that `sync`; this module only makes the broadcast's health visible: every process
+publishes a canary through the manager each second and must hear it back within a few seconds,
+or `/readyz` says not ready.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+import socketio
+
+from socketsvc import metrics
+
+log = logging.getLogger(__name__)
+
+CANARY_SID = "__socketsvc_canary__"
+CANARY_INTERVAL = 1.0
+CANARY_DEADLINE = 3.0
+"""Deaf when no canary came back for this long."""
+MAX_RESUBSCRIBE_DELAY = 2.0
+
+
+class RedisManager(socketio.AsyncRedisManager):  # type: ignore[misc]
+    """`AsyncRedisManager` that counts failed publishes, hears its canary, and resubscribes
+    within seconds (instead of backing off to a minute) after Redis comes back."""
+
+    def __init__(self, url: str, channel: str = "socketsvc", socket_timeout: float = 2.0) -> None:
+        super().__init__(
+            url,
+            channel=channel,
+            redis_options={
+                "socket_timeout": socket_timeout,
+                "socket_connect_timeout": socket_timeout,
+            },
+        )
+        self.canary_heard_at = 0.0
+        self.canary_started_at = time.monotonic()
+        self._canary_seq = 0
+
+    async def _publish(self, data: Any) -> Any:
+        result = await super()._publish(data)
+        if result is None:  # the parent logs and gives up after two attempts
+            metrics.REDIS_PUBLISH_FAILURES.inc()
+        return result
+
+    async def _handle_callback(self, message: dict[str, Any]) -> None:
+        if message.get("sid") == CANARY_SID:
+            if message.get("host_id") == self.host_id:
+                self.canary_heard_at = time.monotonic()
+            return
+        await super()._handle_callback(message)
+
+    async def send_canary(self) -> None:
+        self._canary_seq += 1
+        await self._publish(
+            {
+                "method": "callback",
+                "host_id": self.host_id,
+                "sid": CANARY_SID,
+                "namespace": "/",
+                "id": self._canary_seq,
+                "args": [],
+            }
+        )
+
+    @property
+    def canary_ok(self) -> bool:
+        """True while this process heard its own canary within the deadline."""
+        reference = max(self.canary_heard_at, self.canary_started_at)
+        heard_recently = time.monotonic() - reference < CANARY_DEADLINE
+        return heard_recently and self.canary_heard_at > 0
+
+    async def run_canary(self) -> None:
+        """Publish a canary every second and export its state until cancelled."""
+        while True:
+            try:
+                await self.send_canary()
+            except Exception:  # pragma: no cover - _publish already swallows Redis errors
+                log.exception("canary publish failed")
+            await asyncio.sleep(CANARY_INTERVAL)
+            metrics.CANARY_OK.set(1 if self.canary_ok else 0)
+
+    async def close(self) -> None:
+        """Stop listening and close the Redis connections."""
+        thread = getattr(self, "thread", None)
+        if thread is not None:
+            thread.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await thread
+        for client in (self.pubsub, self.redis):
+            if client is not None:
+                with contextlib.suppress(Exception):
+                    await client.aclose()
+
+    async def ping(self) -> None:
+        """Raise unless Redis answers PING."""
+        if self.redis is None:
+            self._redis_connect()
+        await self.redis.ping()
+
+    async def _redis_listen_with_retries(self) -> AsyncIterator[Any]:  # pragma: no cover
+        # The parent's loop, with the retry delay capped at MAX_RESUBSCRIBE_DELAY seconds.
+        delay = 0.25
+        subscribed = False
+        while True:
+            try:
+                if not subscribed:
+                    self._redis_connect()
+                    await self.pubsub.subscribe(self.channel)
+                    subscribed = True
+                    delay = 0.25
+                    log.info("subscribed to Redis channel %s", self.channel)
+                async for message in self.pubsub.listen():
+                    yield message
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                if subscribed:
+                    log.error("lost the Redis subscription (%s); retrying", exc)
+                subscribed = False
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, MAX_RESUBSCRIBE_DELAY)
