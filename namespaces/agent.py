@@ -5,11 +5,10 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-import socketio
 from socketsvc.namespaces.base import Namespace
 
 from socketsvc import metrics, rooms, schemas
-from socketsvc.errors import ServiceError, Unauthorized
+from socketsvc.errors import ServiceError, Unauthorized, Unavailable
 from socketsvc.models import Role, Sender
 from socketsvc.services import Services
 from socketsvc.tokens import AgentIdentity
@@ -38,21 +37,17 @@ class AgentNamespace(Namespace):
 
     async def on_connect(self, sid: str, environ: dict[str, Any], auth: Any = None) -> None:
         try:
-            self.refuse_while_draining()
+            address = self.admit_connection(sid, environ)
             token = auth.get("token") if isinstance(auth, dict) else None
             agent = self.services.tokens.verify_agent(token)
-            await self.services.presence.connected(agent, sid)
             queue, assigned = await self.services.routing.snapshot(agent.id)
+            await self.services.presence.connected(agent, sid)
         except ServiceError as exc:
-            metrics.CONNECT_REFUSALS.labels(namespace=self.namespace, code=exc.code).inc()
-            log.info("/agent connection refused: %s", exc.message)
-            raise socketio.exceptions.ConnectionRefusedError(exc.message, exc.to_dict()) from None
+            raise self.refuse(exc) from None
         except Exception:
-            metrics.CONNECT_REFUSALS.labels(namespace=self.namespace, code="unavailable").inc()
-            log.exception("/agent connection failed")
-            raise socketio.exceptions.ConnectionRefusedError(
-                "service unavailable", {"code": "unavailable", "message": "service unavailable"}
-            ) from None
+            log.exception("%s connection failed", self.namespace)
+            raise self.refuse(Unavailable("service unavailable")) from None
+        self.connection_opened(sid, address)
         await self.save_session(sid, {"agent": agent})
         await self.enter_room(sid, rooms.AGENTS_ROOM)
         await self.enter_room(sid, rooms.agent(agent.id))
@@ -62,6 +57,7 @@ class AgentNamespace(Namespace):
         )
 
     async def on_disconnect(self, sid: str, reason: Any = None) -> None:
+        self.connection_closed(sid)
         metrics.DISCONNECTS.labels(namespace=self.namespace).inc()
         try:
             await self.services.presence.disconnected(sid)

@@ -11,6 +11,7 @@ import sqlalchemy.exc
 
 from socketsvc import metrics
 from socketsvc.errors import ServiceError, Unavailable, error_ack
+from socketsvc.limits import ConnectionBudget, EventLimits, client_ip
 from socketsvc.services import Services
 
 log = logging.getLogger("socketsvc.namespaces")
@@ -38,11 +39,41 @@ class Namespace(socketio.AsyncNamespace):  # type: ignore[misc]
     def __init__(self, namespace: str, services: Services) -> None:
         super().__init__(namespace)
         self.services = services
+        settings = services.settings
+        self.limits = EventLimits(settings.message_rate, settings.message_burst)
+        self._budgets: dict[str, ConnectionBudget] = {}
+        self._addresses: dict[str, str] = {}
 
-    def refuse_while_draining(self) -> None:
-        """Connections during shutdown are refused so the client goes to another process."""
+    def admit_connection(self, sid: str, environ: dict[str, Any]) -> str:
+        """Refuse while draining or over a connection limit; returns the client's address.
+
+        Call first in `on_connect`; `connection_opened` once the connection is accepted.
+        """
         if self.services.lifecycle.draining:
             raise Unavailable("this process is shutting down; reconnect")
+        request = environ.get("aiohttp.request")
+        peer = request.remote if request is not None else None
+        forwarded = request.headers.get("X-Forwarded-For") if request is not None else None
+        address = client_ip(peer, forwarded, self.services.settings.trusted_proxies)
+        self.services.gate.admit(address)
+        return address
+
+    def connection_opened(self, sid: str, address: str) -> None:
+        self.services.gate.opened(address)
+        self._addresses[sid] = address
+        self._budgets[sid] = ConnectionBudget(self.limits)
+
+    def connection_closed(self, sid: str) -> None:
+        address = self._addresses.pop(sid, None)
+        if address is not None:
+            self.services.gate.closed(address)
+        self._budgets.pop(sid, None)
+
+    def refuse(self, exc: ServiceError) -> socketio.exceptions.ConnectionRefusedError:
+        """The connect_error for a refused connection (`data` = {code, message})."""
+        metrics.CONNECT_REFUSALS.labels(namespace=self.namespace, code=exc.code).inc()
+        log.info("%s connection refused: %s %s", self.namespace, exc.code, exc.message)
+        return socketio.exceptions.ConnectionRefusedError(exc.message, exc.to_dict())
 
     def emit_after_connect(self, sid: str, events: list[tuple[str, Any]]) -> None:
         """Send events right after the namespace's CONNECT packet.
@@ -83,6 +114,16 @@ class Namespace(socketio.AsyncNamespace):  # type: ignore[misc]
         if self.services.lifecycle.draining:
             unavailable = Unavailable("this process is shutting down; retry after reconnecting")
             return "unavailable", {"ok": False, "error": unavailable.to_dict()}
+        budget = self._budgets.get(sid) if isinstance(sid, str) else None
+        if budget is not None:
+            try:
+                budget.admit(event if handler is not None else "other")
+            except ServiceError as exc:
+                if budget.abusive:
+                    log.warning("disconnecting %s on %s: sustained flooding", sid, self.namespace)
+                    metrics.ABUSE_DISCONNECTS.labels(namespace=self.namespace).inc()
+                    self.server.start_background_task(self.disconnect, sid)
+                return exc.code, {"ok": False, "error": exc.to_dict()}
         if handler is None:
             outcome, reply = "not_found", error_ack("not_found", f"unknown event {event!r}")
             log.info("unknown event %r on %s from %s", event, self.namespace, sid)

@@ -5,12 +5,11 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-import socketio
 from socketsvc.namespaces.base import Namespace
 
 from socketsvc import metrics, rooms, schemas
 from socketsvc.conversations import visitor_sender
-from socketsvc.errors import ServiceError, Unauthorized
+from socketsvc.errors import ServiceError, Unauthorized, Unavailable
 from socketsvc.models import Visitor
 from socketsvc.services import Services
 
@@ -30,19 +29,15 @@ class ChatNamespace(Namespace):
 
     async def on_connect(self, sid: str, environ: dict[str, Any], auth: Any = None) -> None:
         try:
-            self.refuse_while_draining()
-            token = _visitor_token(auth)
-            session = await self.services.conversations.open_session(token)
+            address = self.admit_connection(sid, environ)
+            token, identity = _credentials(auth)
+            session = await self.services.conversations.open_session(token, identity)
         except ServiceError as exc:
-            metrics.CONNECT_REFUSALS.labels(namespace=self.namespace, code=exc.code).inc()
-            log.info("/chat connection refused: %s", exc.message)
-            raise socketio.exceptions.ConnectionRefusedError(exc.message, exc.to_dict()) from None
+            raise self.refuse(exc) from None
         except Exception:
-            metrics.CONNECT_REFUSALS.labels(namespace=self.namespace, code="unavailable").inc()
-            log.exception("/chat connection failed")
-            raise socketio.exceptions.ConnectionRefusedError(
-                "service unavailable", {"code": "unavailable", "message": "service unavailable"}
-            ) from None
+            log.exception("%s connection failed", self.namespace)
+            raise self.refuse(Unavailable("service unavailable")) from None
+        self.connection_opened(sid, address)
         conversation = session.conversation
         await self.save_session(
             sid,
@@ -62,6 +57,7 @@ class ChatNamespace(Namespace):
         self.emit_after_connect(sid, events)
 
     async def on_disconnect(self, sid: str, reason: Any = None) -> None:
+        self.connection_closed(sid)
         metrics.DISCONNECTS.labels(namespace=self.namespace).inc()
 
     async def on_message(self, sid: str, *args: Any) -> dict[str, Any]:
@@ -111,15 +107,19 @@ class ChatNamespace(Namespace):
         return session["visitor"], session["conversation_id"]
 
 
-def _visitor_token(auth: Any) -> str | None:
-    """The token from the handshake's auth object; None for a new visitor."""
+def _credentials(auth: Any) -> tuple[str | None, str | None]:
+    """(visitor_token, identity) from the handshake's auth object; both None for a new visitor."""
     if auth is None:
-        return None
+        return None, None
     if not isinstance(auth, dict):
         raise Unauthorized("auth must be an object")
-    token = auth.get("visitor_token")
-    if token is None or token == "":
-        return None
-    if not isinstance(token, str):
-        raise Unauthorized("visitor_token must be a string")
-    return token
+    values: list[str | None] = []
+    for key in ("visitor_token", "identity"):
+        value = auth.get(key)
+        if value is None or value == "":
+            values.append(None)
+        elif isinstance(value, str):
+            values.append(value)
+        else:
+            raise Unauthorized(f"{key} must be a string")
+    return values[0], values[1]

@@ -130,7 +130,10 @@ async def _close_connections(app: web.Application) -> None:
     sockets = list(sio.eio.sockets.values())
     for sock in sockets:
         try:
-            await sock.close(wait=False, abort=False)
+            await sock.close(wait=False, abort=False)  # queues an Engine.IO CLOSE packet
+            # ...and ends the socket's writer after it, which closes the WebSocket (or answers
+            # the held long-poll): socket.io-client acts on the closed transport, not the packet.
+            sock.queue.put_nowait(None)
         except Exception:  # pragma: no cover - best effort while shutting down
             log.debug("closing a socket failed", exc_info=True)
     if sockets:

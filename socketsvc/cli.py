@@ -12,18 +12,23 @@ from collections.abc import Sequence
 from aiohttp import web
 
 from socketsvc import __version__, logs
+from socketsvc.services import tokens_for
 from socketsvc.settings import Settings, SettingsError
-from socketsvc.tokens import TokenService
 
 log = logging.getLogger("socketsvc.server")
 
 DESCRIPTION = """\
 socketsvc: a real-time support chat backend over Socket.IO.
 
-With no command it serves HTTP and Socket.IO (namespaces /chat and /agent, demo pages at /,
-/healthz, /readyz, /metrics) on $HOST:$PORT (default 0.0.0.0:8080). Configuration comes from
-environment variables (PORT, DATABASE_URL, REDIS_URL, SOCKETSVC_SECRET, ALLOWED_ORIGINS, ...;
-see the README's configuration table).
+commands:
+  socketsvc [serve]                              serve HTTP and Socket.IO (the default)
+  socketsvc token agent --id ID --name NAME      print an agent JWT for the /agent namespace
+
+`serve` serves the namespaces /chat and /agent, the demo pages at /, and /healthz, /readyz and
+/metrics on $HOST:$PORT (default 0.0.0.0:8080). Configuration comes from environment variables
+(PORT, DATABASE_URL, REDIS_URL, SOCKETSVC_SECRET, ALLOWED_ORIGINS, ...; see the README's
+configuration table). `token agent` signs with SOCKETSVC_SECRET, so run it with the same
+environment as the service.
 """
 
 
@@ -63,8 +68,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.ttl <= 0:
             print("socketsvc: --ttl must be positive", file=sys.stderr)
             return 2
-        tokens = TokenService(settings.secret, settings.visitor_token_ttl)
-        print(tokens.mint_agent(args.id, args.name, ttl=args.ttl))
+        if settings.agent_jwt_public_key is not None:
+            print(
+                "socketsvc: agents are verified with AGENT_JWT_PUBLIC_KEY; mint their tokens "
+                "with the matching private key (your identity provider)",
+                file=sys.stderr,
+            )
+            return 2
+        print(tokens_for(settings).mint_agent(args.id, args.name, ttl=args.ttl))
         return 0
     host = getattr(args, "host", None) or settings.host
     port = settings.port if getattr(args, "port", None) is None else args.port

@@ -82,14 +82,21 @@ class ConversationService:
         self.on_visitor_message = on_visitor_message
         """Called after a new visitor message is stored and published (the bot hooks in here)."""
 
-    async def open_session(self, token: Any) -> Session:
+    async def open_session(self, token: Any, identity: Any = None) -> Session:
         """Resume the visitor a token names, or start a new visitor when `token` is None.
 
-        A new conversation starts with the bot's greeting stored as seq 1.
+        With `identity` (the host site's signed assertion of its logged-in user) the visitor is
+        that user on every device. A new conversation starts with the bot's greeting as seq 1.
         """
-        resumed = token is not None
-        visitor_id = new_id() if token is None else self.tokens.verify_visitor(token)
-        visitor = await self.store.ensure_visitor(visitor_id, f"Visitor {visitor_id[:4]}")
+        if identity is not None:
+            user = self.tokens.verify_identity(identity)
+            visitor_id, name = user.visitor_id, user.name
+        elif token is not None:
+            visitor_id, name = self.tokens.verify_visitor(token), None
+        else:
+            visitor_id, name = new_id(), None
+        resumed = identity is not None or token is not None
+        visitor = await self.store.ensure_visitor(visitor_id, name or f"Visitor {visitor_id[:4]}")
         conversation = await self.store.current_conversation(visitor.id) if resumed else None
         greeting: Message | None = None
         if conversation is None:

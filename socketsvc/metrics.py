@@ -44,3 +44,6 @@ REDIS_PUBLISH_FAILURES = Counter(
 CANARY_OK = Gauge(
     "socketsvc_pubsub_canary_ok", "1 while this process hears its own Redis canary, else 0"
 )
+ABUSE_DISCONNECTS = Counter(
+    "socketsvc_abuse_disconnects_total", "Connections closed for sustained flooding", ["namespace"]
+)

@@ -9,13 +9,14 @@ from socketsvc.bots.base import Bot
 from socketsvc.broadcast import Broadcaster
 from socketsvc.conversations import ConversationService
 from socketsvc.lifecycle import Lifecycle
+from socketsvc.limits import ConnectionGate
 from socketsvc.presence import STALE_SECONDS, PresenceService
 from socketsvc.routing import RoutingService
 from socketsvc.settings import Settings
 from socketsvc.storage.presence import PresenceStore
 from socketsvc.storage.store import Store
 from socketsvc.tasks import TaskTracker
-from socketsvc.tokens import TokenService
+from socketsvc.tokens import AgentKeys, TokenService
 
 
 @dataclass
@@ -29,13 +30,14 @@ class Services:
     bot_runner: BotRunner
     tasks: TaskTracker
     lifecycle: Lifecycle
+    gate: ConnectionGate
 
     @classmethod
     def build(
         cls, settings: Settings, store: Store, broadcaster: Broadcaster, bot: Bot
     ) -> Services:
         tasks = TaskTracker()
-        tokens = TokenService(settings.secret, settings.visitor_token_ttl)
+        tokens = tokens_for(settings)
         conversations = ConversationService(store, broadcaster, tokens, bot)
         presence_store = PresenceStore(store, stale=STALE_SECONDS)
         routing = RoutingService(store, presence_store, conversations, broadcaster)
@@ -52,4 +54,22 @@ class Services:
             bot_runner,
             tasks,
             Lifecycle(),
+            ConnectionGate(
+                settings.connect_rate, settings.max_connections_per_ip, settings.max_connections
+            ),
         )
+
+
+def tokens_for(settings: Settings) -> TokenService:
+    """The token service configured by the settings (secret, agent keys, identity secret)."""
+    return TokenService(
+        settings.secret,
+        settings.visitor_token_ttl,
+        AgentKeys(
+            algorithm=settings.agent_jwt_algorithm,
+            public_key=settings.agent_jwt_public_key,
+            issuer=settings.agent_jwt_issuer,
+            audience=settings.agent_jwt_audience,
+        ),
+        identity_secret=settings.identity_secret,
+    )

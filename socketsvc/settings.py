@@ -6,6 +6,7 @@ so the service refuses to start instead of failing later.
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import os
 import secrets
@@ -49,6 +50,17 @@ class Settings:
     log_format: str = "text"
     agent_grace_seconds: float = 60.0
     dev_mode: bool = False
+    message_rate: float = 2.0
+    message_burst: float = 20.0
+    connect_rate: int = 60
+    max_connections_per_ip: int = 100
+    max_connections: int = 20000
+    trusted_proxies: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()
+    identity_secret: str | None = field(default=None, repr=False)
+    agent_jwt_algorithm: str = "HS256"
+    agent_jwt_public_key: str | None = None
+    agent_jwt_issuer: str | None = None
+    agent_jwt_audience: str | None = None
 
     @property
     def is_sqlite(self) -> bool:
@@ -69,6 +81,7 @@ class Settings:
                 "database; set DATABASE_URL=postgresql://..."
             )
         secret, source = reader.secret("SOCKETSVC_SECRET", database_url)
+        algorithm, public_key = reader.agent_jwt()
         return cls(
             host=reader.text("HOST", "0.0.0.0"),
             port=reader.integer("PORT", 8080, low=0, high=65535),
@@ -91,6 +104,17 @@ class Settings:
             log_format=reader.choice("LOG_FORMAT", "text", ("text", "json")),
             agent_grace_seconds=reader.number("AGENT_GRACE_SECONDS", 60.0, low=0.0),
             dev_mode=reader.boolean("DEV_MODE", False),
+            message_rate=reader.number("MESSAGE_RATE", 2.0, low=0.01),
+            message_burst=reader.number("MESSAGE_BURST", 20.0, low=1.0),
+            connect_rate=reader.integer("CONNECT_RATE", 60, low=1),
+            max_connections_per_ip=reader.integer("MAX_CONNECTIONS_PER_IP", 100, low=1),
+            max_connections=reader.integer("MAX_CONNECTIONS", 20000, low=1),
+            trusted_proxies=reader.networks("TRUSTED_PROXIES"),
+            identity_secret=reader.optional_secret("IDENTITY_SECRET"),
+            agent_jwt_algorithm=algorithm,
+            agent_jwt_public_key=public_key,
+            agent_jwt_issuer=reader.optional("AGENT_JWT_ISSUER"),
+            agent_jwt_audience=reader.optional("AGENT_JWT_AUDIENCE"),
         )
 
 
@@ -160,15 +184,62 @@ class _Reader:
             raise SettingsError(
                 f"{name} must be sqlite:///PATH or postgresql://..., got scheme {scheme!r}"
             )
-        if scheme == "sqlite" and not url.startswith("sqlite:///"):
-            raise SettingsError(f"{name} for SQLite must look like sqlite:///relative/or//abs/path")
+        if scheme == "sqlite":
+            path = url.removeprefix("sqlite:///")
+            if not url.startswith("sqlite:///") or not path or path.startswith(":memory:"):
+                raise SettingsError(
+                    f"{name} for SQLite must name a file: sqlite:///relative or sqlite:////abs"
+                )
         return url
+
+    def networks(self, name: str) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+        raw = self.optional(name)
+        if raw is None:
+            return ()
+        try:
+            return tuple(
+                ipaddress.ip_network(item.strip(), strict=False)
+                for item in raw.split(",")
+                if item.strip()
+            )
+        except ValueError as exc:
+            raise SettingsError(f"{name} must list IP addresses or CIDR ranges: {exc}") from None
+
+    def optional_secret(self, name: str) -> str | None:
+        value = self.optional(name)
+        if value is not None and len(value.encode()) < 32:
+            raise SettingsError(f"{name} must be at least 32 bytes long (HS256 key size)")
+        return value
+
+    def agent_jwt(self) -> tuple[str, str | None]:
+        """(AGENT_JWT_ALGORITHM, AGENT_JWT_PUBLIC_KEY), checked against each other."""
+        key = self.optional("AGENT_JWT_PUBLIC_KEY")
+        if key is not None and key.startswith("@"):
+            try:
+                key = Path(key[1:]).read_text()
+            except OSError as exc:
+                raise SettingsError(f"AGENT_JWT_PUBLIC_KEY: cannot read {key[1:]}: {exc}") from None
+        default = "HS256" if key is None else "RS256"
+        algorithm = self.text("AGENT_JWT_ALGORITHM", default).upper()
+        asymmetric = ("RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384")
+        if key is None and algorithm != "HS256":
+            raise SettingsError("AGENT_JWT_ALGORITHM other than HS256 needs AGENT_JWT_PUBLIC_KEY")
+        if key is not None and algorithm not in asymmetric:
+            raise SettingsError(
+                "AGENT_JWT_ALGORITHM must be an asymmetric algorithm (RS256, ES256, ...) "
+                "when AGENT_JWT_PUBLIC_KEY is set"
+            )
+        if key is not None and "PUBLIC KEY" not in key:
+            raise SettingsError("AGENT_JWT_PUBLIC_KEY must be a PEM public key (or @path to one)")
+        return algorithm, key
 
     def origins(self, name: str) -> tuple[str, ...] | None:
         raw = self.optional(name)
         if raw is None:
             return None
         origins = tuple(o.strip().rstrip("/") for o in raw.split(",") if o.strip())
+        if not origins:
+            raise SettingsError(f"{name} lists no origin; unset it to allow the same origin only")
         for origin in origins:
             if origin == "*":
                 continue

@@ -25,6 +25,14 @@ from tests.support.chat_client import ChatClient
 ROOT = Path(__file__).resolve().parent.parent
 PG_ADMIN_URL = os.environ.get("TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/test")
 SECRET = "test-secret-0123456789abcdef-0123456789"
+GENEROUS_LIMITS = {
+    # Tests open many connections from 127.0.0.1 and send fast; abuse limits are tested
+    # on their own with the defaults or tight values.
+    "CONNECT_RATE": "100000",
+    "MAX_CONNECTIONS_PER_IP": "100000",
+    "MESSAGE_RATE": "1000",
+    "MESSAGE_BURST": "1000",
+}
 
 
 def _pg_url(database: str) -> str:
@@ -69,6 +77,7 @@ def make_settings(database_url: str, **overrides: Any) -> Settings:
         "SOCKETSVC_SECRET": SECRET,
         "PORT": "0",
         "HOST": "127.0.0.1",
+        **GENEROUS_LIMITS,
     }
     env.update({k: str(v) for k, v in overrides.items()})
     return Settings.from_env(env)
@@ -205,7 +214,12 @@ class ServiceProcess:
 def live_server(database_url: str, tmp_path: Path) -> Iterator[ServiceProcess]:
     """The service as a subprocess on an ephemeral port, over each kind of database."""
     service = ServiceProcess(
-        {"DATABASE_URL": database_url, "SOCKETSVC_SECRET": SECRET, "LOG_LEVEL": "INFO"},
+        {
+            "DATABASE_URL": database_url,
+            "SOCKETSVC_SECRET": SECRET,
+            "LOG_LEVEL": "INFO",
+            **GENEROUS_LIMITS,
+        },
         cwd=tmp_path,
     )
     service.start()

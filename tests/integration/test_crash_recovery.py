@@ -117,7 +117,9 @@ async def test_sigkill_loses_no_acknowledged_message(
     assert [m["seq"] for m in acked] == sorted(m["seq"] for m in acked)
 
     await asyncio.to_thread(live_server.start, live_server.port)
-    second = await connect(live_server.url, clients, auth={"visitor_token": session["visitor_token"]})
+    second = await connect(
+        live_server.url, clients, auth={"visitor_token": session["visitor_token"]}
+    )
     resumed = second.session
     assert resumed["visitor_id"] == session["visitor_id"]
     assert resumed["conversation_id"] == session["conversation_id"]
@@ -185,15 +187,6 @@ async def test_sigterm_exits_0_promptly_with_a_client_connected(
     await asyncio.wait_for(gone.wait(), timeout=5)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="BUG: on SIGTERM the service sends the Engine.IO CLOSE packet but never closes the "
-    "WebSocket itself (engineio's sock.close(wait=False) leaves the writer waiting; SocketServer "
-    "only releases polling sockets). socket.io-client's websocket transport ignores CLOSE "
-    "packets, so it stays 'connected' until aiohttp gives up ~10 s later and the process exits "
-    "after ~10.2 s (5.2 s with the python client, which closes its own side)",
-)
 async def test_sigterm_closes_the_websocket_of_a_browser_like_client(tmp_path: Path) -> None:
     service = ServiceProcess(
         {"DATABASE_URL": f"sqlite:///{tmp_path / 'chat.sqlite3'}", "SOCKETSVC_SECRET": SECRET},

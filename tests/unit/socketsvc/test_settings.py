@@ -220,23 +220,12 @@ def test_redis_with_default_database_is_refused() -> None:
         read(REDIS_URL="redis://r:6379")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: a SQLite URL without a file path passes validation; Store.open then dies with "
-    "TypeError (pool_size/max_overflow are invalid for the in-memory StaticPool) instead of the "
-    "service refusing to start with a SettingsError naming DATABASE_URL",
-)
 @pytest.mark.parametrize("url", ["sqlite:///", "sqlite:///:memory:"])
 def test_sqlite_url_without_a_file_is_refused(url: str) -> None:
     with pytest.raises(SettingsError, match="DATABASE_URL"):
         read(DATABASE_URL=url)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: ALLOWED_ORIGINS=',' (only separators) is accepted as allowed_origins=(); the app "
-    "passes [] to python-engineio, which then refuses every browser Origin, even same-origin",
-)
 def test_allowed_origins_without_any_origin_is_refused() -> None:
     with pytest.raises(SettingsError, match="ALLOWED_ORIGINS"):
         read(ALLOWED_ORIGINS=" , ")

@@ -1,4 +1,4 @@
-"""`TokenService`: visitor tokens and agent JWTs are accepted only when genuine, fresh and right-kind."""
+"""`TokenService`: only genuine, unexpired tokens of the right kind are accepted."""
 
 from __future__ import annotations
 

@@ -1,0 +1,143 @@
+"""Abuse limits: token buckets per connection, connection limits per IP and per process."""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import time
+from collections import defaultdict
+from dataclasses import dataclass, field
+
+from socketsvc.errors import RateLimited, Unavailable
+
+log = logging.getLogger(__name__)
+
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+@dataclass
+class TokenBucket:
+    """`rate` tokens per second up to `burst`; `take()` is False when empty."""
+
+    rate: float
+    burst: float
+    tokens: float = -1.0
+    stamp: float = field(default_factory=time.monotonic)
+
+    def __post_init__(self) -> None:
+        if self.tokens < 0:
+            self.tokens = self.burst
+
+    def take(self, now: float | None = None) -> bool:
+        now = time.monotonic() if now is None else now
+        self.tokens = min(self.burst, self.tokens + (now - self.stamp) * self.rate)
+        self.stamp = now
+        if self.tokens >= 1.0:
+            self.tokens -= 1.0
+            return True
+        return False
+
+
+@dataclass(frozen=True)
+class EventLimits:
+    message_rate: float
+    message_burst: float
+    typing_rate: float = 2.0
+    typing_burst: float = 5.0
+    event_rate: float = 50.0
+    event_burst: float = 200.0
+    abuse_strikes: int = 30
+    """Refusals in a row (without an accepted event between) after which we disconnect."""
+
+
+class ConnectionBudget:
+    """Per-connection buckets: messages, typing, and every event together."""
+
+    def __init__(self, limits: EventLimits) -> None:
+        self.limits = limits
+        self.messages = TokenBucket(limits.message_rate, limits.message_burst)
+        self.typing = TokenBucket(limits.typing_rate, limits.typing_burst)
+        self.events = TokenBucket(limits.event_rate, limits.event_burst)
+        self.strikes = 0
+
+    def admit(self, event: str) -> None:
+        """Raise `RateLimited` when the event is over its budget."""
+        allowed = self.events.take()
+        if allowed and event == "message":
+            allowed = self.messages.take()
+        elif allowed and event == "typing":
+            allowed = self.typing.take()
+        if allowed:
+            self.strikes = 0
+            return
+        self.strikes += 1
+        raise RateLimited(f"too many {event} events; slow down")
+
+    @property
+    def abusive(self) -> bool:
+        return self.strikes >= self.limits.abuse_strikes
+
+
+class ConnectionGate:
+    """Connection attempts per IP (a sliding minute), open connections per IP and in total."""
+
+    def __init__(self, attempts_per_minute: int, per_ip: int, total: int) -> None:
+        self.attempts_per_minute = attempts_per_minute
+        self.per_ip = per_ip
+        self.total = total
+        self._attempts: dict[str, TokenBucket] = {}
+        self._open: defaultdict[str, int] = defaultdict(int)
+        self._open_total = 0
+
+    def admit(self, ip: str) -> None:
+        """Count a connection attempt; raise if it must be refused."""
+        bucket = self._attempts.get(ip)
+        if bucket is None:
+            if len(self._attempts) > 100_000:
+                self._attempts.clear()  # bounded memory under a spray of addresses
+            bucket = TokenBucket(self.attempts_per_minute / 60.0, float(self.attempts_per_minute))
+            self._attempts[ip] = bucket
+        if not bucket.take():
+            raise RateLimited("too many connection attempts from your address")
+        if self._open_total >= self.total:
+            raise Unavailable("this server is full; try again shortly")
+        if self._open[ip] >= self.per_ip:
+            raise RateLimited("too many open connections from your address")
+
+    def opened(self, ip: str) -> None:
+        self._open[ip] += 1
+        self._open_total += 1
+
+    def closed(self, ip: str) -> None:
+        if self._open.get(ip, 0) > 0:
+            self._open[ip] -= 1
+            self._open_total -= 1
+            if self._open[ip] == 0:
+                del self._open[ip]
+
+    @property
+    def open_total(self) -> int:
+        return self._open_total
+
+
+def client_ip(
+    peer: str | None, forwarded_for: str | None, trusted: tuple[Network, ...]
+) -> str:
+    """The client's address: the TCP peer, or, only when the peer is a trusted proxy, the
+    right-most address in X-Forwarded-For that is not itself a trusted proxy."""
+    if not peer:
+        return "unknown"
+    if not forwarded_for or not _trusted(peer, trusted):
+        return peer
+    for hop in reversed([h.strip() for h in forwarded_for.split(",") if h.strip()]):
+        if not _trusted(hop, trusted):
+            return hop
+    return peer
+
+
+def _trusted(address: str, trusted: tuple[Network, ...]) -> bool:
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return False
+    return any(ip in network for network in trusted)
