@@ -120,9 +120,7 @@ class ConnectionGate:
         return self._open_total
 
 
-def client_ip(
-    peer: str | None, forwarded_for: str | None, trusted: tuple[Network, ...]
-) -> str:
+def client_ip(peer: str | None, forwarded_for: str | None, trusted: tuple[Network, ...]) -> str:
     """The client's address: the TCP peer, or, only when the peer is a trusted proxy, the
     right-most address in X-Forwarded-For that is not itself a trusted proxy."""
     if not peer:

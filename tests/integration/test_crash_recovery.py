@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
-import pytest
 import socketio
 
 from tests.conftest import SECRET, ServiceProcess

@@ -84,4 +84,6 @@ async def test_visitor_and_agent_on_different_processes(pair, clients):
     sent = await visitor.send("thanks")
     await agent.wait_message(lambda m: m["seq"] == sent["message"]["seq"])
     await agent.call("typing", {"conversation_id": cid, "typing": True})
-    await visitor.wait_for(lambda: [t for t in visitor.of("typing") if t["sender"]["role"] == "agent"])
+    await visitor.wait_for(
+        lambda: [t for t in visitor.of("typing") if t["sender"]["role"] == "agent"]
+    )
