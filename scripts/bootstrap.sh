@@ -23,12 +23,16 @@ if [ "${1:-}" = "test" ]; then
   if [ ! -d node_modules/socket.io-client ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
     npm ci --no-audit --no-fund --loglevel=error
   fi
-  if [ ! -x /usr/bin/chromium ]; then
+  missing=()
+  [ -x /usr/bin/chromium ] || missing+=(chromium)        # browser tests (Playwright)
+  command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || missing+=(nginx-light)  # sticky LB tests
+  if [ ${#missing[@]} -gt 0 ]; then
     if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
-      echo "installing Debian's chromium for the browser tests" >&2
-      apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+      echo "installing Debian packages for the tests: ${missing[*]}" >&2
+      apt-get update -qq
+      DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
     else
-      echo "warning: /usr/bin/chromium missing; browser tests will be skipped" >&2
+      echo "warning: missing ${missing[*]}; the tests that need them will be skipped" >&2
     fi
   fi
 fi
