@@ -22,8 +22,28 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from socketsvc.models import Conversation, Message, Role, Sender, State, Visitor, utcnow
-from socketsvc.storage.database import create_engine
+from socketsvc.storage.database import create_engine, create_sync_sqlite_engine
 from socketsvc.storage.tables import conversations, messages, metadata, read_marks, visitors
+
+MAX_BATCH = 256
+
+
+@dataclass
+class _PendingAppend:
+    conversation_id: str
+    sender: Sender
+    text: str
+    client_id: str | None
+    only_in_states: tuple[State, ...] | None
+    values: dict[str, Any]
+    where: sa.ColumnElement[bool] | None
+    future: asyncio.Future[Append | None]
+
+    @property
+    def key(self) -> tuple[str, str, str] | None:
+        if self.client_id is None:
+            return None
+        return (self.conversation_id, self.sender.role.value, self.client_id)
 
 
 @dataclass(frozen=True)
@@ -50,18 +70,30 @@ class Store:
         self.engine = engine
         self.is_sqlite = engine.dialect.name == "sqlite"
         self._write_lock = asyncio.Lock() if self.is_sqlite else None
+        self._pending: list[_PendingAppend] = []
+        self._flushers = 0
+        # SQLite has one writer at a time; PostgreSQL commits several batches in parallel.
+        self._max_flushers = 1 if self.is_sqlite else 4
+        self._flush_tasks: set[asyncio.Task[None]] = set()
+        self._sync_engine: sa.Engine | None = None
 
     @classmethod
     async def open(cls, database_url: str) -> Store:
         """Connect and create the schema if it is missing."""
         engine = create_engine(database_url)
         store = cls(engine)
+        if store.is_sqlite:
+            store._sync_engine = create_sync_sqlite_engine(database_url)
         async with engine.begin() as conn:
             await conn.run_sync(metadata.create_all)
         return store
 
     async def close(self) -> None:
+        if self._flush_tasks:
+            await asyncio.wait(set(self._flush_tasks), timeout=5.0)
         await self.engine.dispose()
+        if self._sync_engine is not None:
+            self._sync_engine.dispose()
 
     async def ping(self) -> None:
         """Raise if the database cannot answer a trivial query."""
@@ -215,41 +247,83 @@ class Store:
         With `only_in_states` (and `where`), stores nothing and returns None unless the
         conversation is in one of those states at the moment of the write (the bot uses this to
         stay silent, agents to write only while the conversation is theirs).
+
+        Appends that arrive while a commit is in flight are stored together in the next
+        transaction (group commit); each caller still returns only after its commit.
         """
-        if client_id is not None:
-            existing = await self.message_by_client_id(conversation_id, sender.role, client_id)
-            if existing is not None:
-                return Append(existing, created=False, conversation=None)
-        now = utcnow()
-        update = (
-            conversations.update()
-            .where(conversations.c.id == conversation_id)
-            .values(**dict(values or {}), last_seq=conversations.c.last_seq + 1, updated_at=now)
-            .returning(*conversations.c)
+        item = _PendingAppend(
+            conversation_id,
+            sender,
+            text,
+            client_id,
+            None if only_in_states is None else tuple(only_in_states),
+            dict(values or {}),
+            where,
+            asyncio.get_running_loop().create_future(),
         )
-        if only_in_states is not None:
-            update = update.where(conversations.c.state.in_([s.value for s in only_in_states]))
-        if where is not None:
-            update = update.where(where)
+        self._pending.append(item)
+        if self._flushers < self._max_flushers:
+            self._flushers += 1
+            task = asyncio.get_running_loop().create_task(self._flush())
+            self._flush_tasks.add(task)
+            task.add_done_callback(self._flush_tasks.discard)
+        return await asyncio.shield(item.future)
+
+    async def _flush(self) -> None:
+        """Store pending appends in batches until none are left."""
         try:
-            async with self.write() as conn:
-                row = (await conn.execute(update)).first()
-                if row is None:
-                    return None
-                conversation = _conversation(row._mapping)
-                message = _new_message(
-                    conversation_id, conversation.last_seq, sender, text, client_id, now
+            while self._pending:
+                batch = self._pending[:MAX_BATCH]
+                del self._pending[:MAX_BATCH]
+                try:
+                    results = await self._append_batch(batch)
+                except Exception:
+                    # One bad item (or a client_id raced in by another process) spoils the
+                    # whole transaction: redo the items one by one, each with its own outcome.
+                    for item in batch:
+                        await self._append_alone(item)
+                    continue
+                for item, result in zip(batch, results, strict=True):
+                    if not item.future.done():
+                        item.future.set_result(result)
+        finally:
+            self._flushers -= 1
+
+    async def _append_alone(self, item: _PendingAppend) -> None:
+        try:
+            result = (await self._append_batch([item]))[0]
+        except IntegrityError as exc:
+            existing = None
+            if item.client_id is not None:
+                existing = await self.message_by_client_id(
+                    item.conversation_id, item.sender.role, item.client_id
                 )
-                await conn.execute(messages.insert().values(**_message_row(message)))
-        except IntegrityError:
-            # A concurrent retry with the same client_id won; the rollback undid our seq.
-            if client_id is None:
-                raise
-            existing = await self.message_by_client_id(conversation_id, sender.role, client_id)
             if existing is None:
-                raise
-            return Append(existing, created=False, conversation=None)
-        return Append(message, created=True, conversation=conversation)
+                item.future.set_exception(exc)
+                return
+            result = Append(existing, created=False, conversation=None)
+        except Exception as exc:
+            item.future.set_exception(exc)
+            return
+        item.future.set_result(result)
+
+    async def _append_batch(self, items: Sequence[_PendingAppend]) -> list[Append | None]:
+        """Store many appends in one transaction (see `_append_batch_sync`).
+
+        On SQLite the whole batch runs in one call on a worker thread with the stdlib driver,
+        instead of one thread hop per statement through aiosqlite.
+        """
+        if self._sync_engine is not None:
+            assert self._write_lock is not None
+            async with self._write_lock:
+                return await asyncio.to_thread(self._sqlite_batch, items)
+        async with self.engine.begin() as conn:
+            return await conn.run_sync(_append_batch_sync, items)
+
+    def _sqlite_batch(self, items: Sequence[_PendingAppend]) -> list[Append | None]:
+        assert self._sync_engine is not None
+        with self._sync_engine.begin() as conn:
+            return _append_batch_sync(conn, items)
 
     async def message_by_client_id(
         self, conversation_id: str, role: Role, client_id: str
@@ -444,3 +518,55 @@ def _conversation(row: sa.RowMapping) -> Conversation:
         created_at=_aware(row["created_at"]),
         updated_at=_aware(row["updated_at"]),
     )
+
+
+def _append_batch_sync(conn: sa.Connection, items: Sequence[_PendingAppend]) -> list[Append | None]:
+    """One transaction for many appends: a dedupe query, an UPDATE per message, one INSERT."""
+    now = utcnow()
+    results: list[Append | None] = []
+    rows: list[dict[str, Any]] = []
+    stored = _stored_client_ids(conn, items)
+    for item in items:
+        key = item.key
+        if key is not None and key in stored:
+            results.append(Append(stored[key], created=False, conversation=None))
+            continue
+        update = (
+            conversations.update()
+            .where(conversations.c.id == item.conversation_id)
+            .values(**item.values, last_seq=conversations.c.last_seq + 1, updated_at=now)
+            .returning(*conversations.c)
+        )
+        if item.only_in_states is not None:
+            update = update.where(conversations.c.state.in_([s.value for s in item.only_in_states]))
+        if item.where is not None:
+            update = update.where(item.where)
+        row = conn.execute(update).first()
+        if row is None:
+            results.append(None)
+            continue
+        conversation = _conversation(row._mapping)
+        message = _new_message(
+            item.conversation_id, conversation.last_seq, item.sender, item.text, item.client_id, now
+        )
+        rows.append(_message_row(message))
+        results.append(Append(message, created=True, conversation=conversation))
+        if key is not None:
+            stored[key] = message  # a retry inside the same batch
+    if rows:
+        conn.execute(messages.insert(), rows)
+    return results
+
+
+def _stored_client_ids(
+    conn: sa.Connection, items: Sequence[_PendingAppend]
+) -> dict[tuple[str, str, str], Message]:
+    keys = {item.key for item in items if item.key is not None}
+    if not keys:
+        return {}
+    columns = sa.tuple_(messages.c.conversation_id, messages.c.sender_role, messages.c.client_id)
+    found = conn.execute(messages.select().where(columns.in_(list(keys)))).all()
+    return {
+        (row.conversation_id, row.sender_role, row.client_id): _message(row._mapping)
+        for row in found
+    }
