@@ -13,7 +13,7 @@ from typing import Any
 from socketsvc import metrics
 from socketsvc.bots.base import Bot, BotContext
 from socketsvc.broadcast import Broadcaster
-from socketsvc.errors import Forbidden, Invalid, NotFound, Unauthorized
+from socketsvc.errors import Forbidden, Invalid, NotFound
 from socketsvc.models import Conversation, Message, Role, Sender, State, Visitor
 from socketsvc.storage.store import Store, new_id
 from socketsvc.storage.tables import conversations as conversations_table
@@ -127,24 +127,25 @@ class ConversationService:
     ) -> Message:
         """Store, publish and return a visitor's message; a retry returns the first one.
 
-        A message to a resolved conversation reopens it with the bot.
+        `conversation_id` is the visitor's own (taken from its session). A message to a
+        resolved conversation reopens it with the bot.
         """
-        conversation = await self.conversation_of(visitor.id, conversation_id)
-        if conversation.state == State.RESOLVED:
-            await self._reopen(conversation)
         appended = await self.store.append_message(
             conversation_id, visitor_sender(visitor), text, client_id
         )
         if appended is None:  # pragma: no cover - the conversation row cannot vanish
-            raise Unauthorized("conversation is gone")
-        if appended.created:
-            metrics.MESSAGES_STORED.labels(role=Role.VISITOR.value).inc()
-            assert appended.conversation is not None
-            await self.publish(appended.conversation, appended.message)
-            if self.on_visitor_message is not None and appended.conversation is not None:
-                self.on_visitor_message(appended.conversation, appended.message)
-        else:
+            raise NotFound("no such conversation")
+        if not appended.created:
             metrics.DUPLICATES.inc()
+            return appended.message
+        metrics.MESSAGES_STORED.labels(role=Role.VISITOR.value).inc()
+        conversation = appended.conversation
+        assert conversation is not None
+        await self.publish(conversation, appended.message)
+        if conversation.state == State.RESOLVED:
+            conversation = await self._reopen(conversation)
+        if self.on_visitor_message is not None:
+            self.on_visitor_message(conversation, appended.message)
         return appended.message
 
     async def post_agent_message(
@@ -171,7 +172,8 @@ class ConversationService:
             metrics.DUPLICATES.inc()
         return appended.message
 
-    async def _reopen(self, conversation: Conversation) -> None:
+    async def _reopen(self, conversation: Conversation) -> Conversation:
+        """Back to the bot after `resolved`; returns the conversation as it is now."""
         changed = await self.store.transition(
             conversation.id,
             from_states=[State.RESOLVED],
@@ -183,8 +185,10 @@ class ConversationService:
                 "human_offered": False,
             },
         )
-        if changed is not None:
-            await self.publish_state(changed.conversation)
+        if changed is None:
+            return await self.store.get_conversation(conversation.id) or conversation
+        await self.publish_state(changed.conversation)
+        return changed.conversation
 
     async def typing(
         self, conversation: Conversation, sender: Sender, typing: bool, origin: str | None = None

@@ -131,6 +131,7 @@ class RoutingService:
         self, agent: AgentIdentity, conversation_id: str, target_id: str
     ) -> Conversation:
         """Hand an assigned conversation to another (known) agent."""
+        await self.conversation_for(agent, conversation_id)  # yours, before anything else
         if target_id == agent.id:
             raise Invalid("cannot transfer to yourself", {"agent_id": ["Is your own id."]})
         target = await self.presence.get(target_id)

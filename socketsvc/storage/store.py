@@ -40,10 +40,11 @@ class _PendingAppend:
     future: asyncio.Future[Append | None]
 
     @property
-    def key(self) -> tuple[str, str, str] | None:
+    def key(self) -> tuple[str, str, str, str] | None:
+        """Retries are matched per conversation and sender (role and id)."""
         if self.client_id is None:
             return None
-        return (self.conversation_id, self.sender.role.value, self.client_id)
+        return (self.conversation_id, self.sender.role.value, self.sender.id, self.client_id)
 
 
 @dataclass(frozen=True)
@@ -296,7 +297,7 @@ class Store:
             existing = None
             if item.client_id is not None:
                 existing = await self.message_by_client_id(
-                    item.conversation_id, item.sender.role, item.client_id
+                    item.conversation_id, item.sender, item.client_id
                 )
             if existing is None:
                 item.future.set_exception(exc)
@@ -326,11 +327,13 @@ class Store:
             return _append_batch_sync(conn, items)
 
     async def message_by_client_id(
-        self, conversation_id: str, role: Role, client_id: str
+        self, conversation_id: str, sender: Sender, client_id: str
     ) -> Message | None:
+        """The message this sender stored with this client_id, if any."""
         query = messages.select().where(
             messages.c.conversation_id == conversation_id,
-            messages.c.sender_role == role.value,
+            messages.c.sender_role == sender.role.value,
+            messages.c.sender_id == sender.id,
             messages.c.client_id == client_id,
         )
         async with self.engine.connect() as conn:
@@ -560,13 +563,18 @@ def _append_batch_sync(conn: sa.Connection, items: Sequence[_PendingAppend]) -> 
 
 def _stored_client_ids(
     conn: sa.Connection, items: Sequence[_PendingAppend]
-) -> dict[tuple[str, str, str], Message]:
+) -> dict[tuple[str, str, str, str], Message]:
     keys = {item.key for item in items if item.key is not None}
     if not keys:
         return {}
-    columns = sa.tuple_(messages.c.conversation_id, messages.c.sender_role, messages.c.client_id)
+    columns = sa.tuple_(
+        messages.c.conversation_id,
+        messages.c.sender_role,
+        messages.c.sender_id,
+        messages.c.client_id,
+    )
     found = conn.execute(messages.select().where(columns.in_(list(keys)))).all()
     return {
-        (row.conversation_id, row.sender_role, row.client_id): _message(row._mapping)
+        (row.conversation_id, row.sender_role, row.sender_id, row.client_id): _message(row._mapping)
         for row in found
     }
