@@ -50,7 +50,7 @@ messages = sa.Table(
     sa.UniqueConstraint("conversation_id", "seq", name="uq_messages_seq"),
     # NULL client_ids never collide (SQLite and PostgreSQL agree), so system/bot messages pass.
     sa.UniqueConstraint(
-        "conversation_id", "sender_role", "client_id", name="uq_messages_client_id"
+        "conversation_id", "sender_role", "sender_id", "client_id", name="uq_messages_sender_client"
     ),
 )
 

@@ -323,3 +323,35 @@ async def test_bad_agent_payloads_get_invalid(app_server, clients):
     too_long = await alice.call("message", {"conversation_id": "c", "text": "x" * 4001})
     assert too_long["error"]["code"] == "too_large"
     assert await alice.call("availability", {"status": "away"}) == {"ok": True}
+
+
+async def test_retries_are_matched_per_sender_not_per_role(app_server, clients):
+    alice = await agent(app_server, clients, "alice", "Alice")
+    bob = await agent(app_server, clients, "bob", "Bob")
+    v, cid = await queued(app_server, clients)
+    assert (await alice.call("accept", {"conversation_id": cid}))["ok"]
+    first = await alice.call("message", {"conversation_id": cid, "client_id": "k", "text": "A"})
+    assert first["ok"]
+    assert (await alice.call("transfer", {"conversation_id": cid, "agent_id": "bob"}))["ok"]
+    # Bob picks the same client_id: a new message of his, not Alice's message back
+    own = await bob.call("message", {"conversation_id": cid, "client_id": "k", "text": "B"})
+    assert own["ok"] and own["message"]["sender"]["id"] == "bob"
+    assert own["message"]["seq"] > first["message"]["seq"]
+    # Alice retrying her own send gets her first ack, and reads nothing of Bob's
+    assert await alice.call("message", {"conversation_id": cid, "client_id": "k", "text": "A"}) == (
+        first
+    )
+
+
+async def test_a_retry_after_resolve_does_not_reopen(app_server, clients):
+    alice = await agent(app_server, clients, "alice", "Alice")
+    v, cid = await queued(app_server, clients)
+    sent = await v.send("before", client_id="early")
+    assert (await alice.call("accept", {"conversation_id": cid}))["ok"]
+    assert (await alice.call("resolve", {"conversation_id": cid}))["ok"]
+    await v.wait_for(lambda: v.of("state")[-1]["state"] == "resolved")
+    states = len(v.of("state"))
+    assert await v.send("before", client_id="early") == sent
+    await asyncio.sleep(0.5)
+    assert len(v.of("state")) == states
+    assert (await v.call("sync", {"after_seq": 0}))["state"] == "resolved"
