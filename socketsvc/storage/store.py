@@ -86,6 +86,9 @@ class Store:
         if store.is_sqlite:
             store._sync_engine = create_sync_sqlite_engine(database_url)
         async with engine.begin() as conn:
+            if not store.is_sqlite:
+                # Processes starting together must not race to create the same tables.
+                await conn.execute(sa.text("SELECT pg_advisory_xact_lock(7460113)"))
             await conn.run_sync(metadata.create_all)
         return store
 
