@@ -9,6 +9,7 @@ from typing import Any
 from aiohttp import web
 from prometheus_client import CollectorRegistry
 
+from socketsvc import jsoncodec
 from socketsvc import web as routes
 from socketsvc.bots.loader import load_bot
 from socketsvc.broadcast import SocketIOBroadcaster
@@ -49,6 +50,7 @@ def create_app(settings: Settings) -> web.Application:
         ping_timeout=settings.ping_timeout,
         logger=False,
         engineio_logger=False,
+        json=jsoncodec,
     )
     sio.attach(app)
     app[SIO] = sio

@@ -7,7 +7,7 @@ import asyncio
 import logging
 import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from aiohttp import web
 
@@ -80,8 +80,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     host = getattr(args, "host", None) or settings.host
     port = settings.port if getattr(args, "port", None) is None else args.port
     logs.configure(settings.log_level, settings.log_format)
-    asyncio.run(serve(settings, host, port))
+    with asyncio.Runner(loop_factory=_loop_factory()) as runner:
+        runner.run(serve(settings, host, port))
     return 0
+
+
+def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
+    """uvloop's event loop where it is installed (Linux, macOS), else asyncio's."""
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover - e.g. Windows
+        return None
+    factory: Callable[[], asyncio.AbstractEventLoop] = uvloop.new_event_loop
+    return factory
 
 
 async def serve(settings: Settings, host: str, port: int) -> None:

@@ -13,7 +13,21 @@ TOO_LONG = "Longer than the maximum of {max} characters."
 MAX_ID = 128
 
 
-class Text(fields.String):
+class SafeString(fields.String):
+    """A string that every database can store: valid Unicode (no lone surrogates), no NUL."""
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> str:
+        text: str = super()._deserialize(value, attr, data, **kwargs)
+        if "\x00" in text:
+            raise ValidationError("Must not contain NUL characters.")
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:
+            raise ValidationError("Not valid Unicode text.") from None
+        return text
+
+
+class Text(SafeString):
     """A string trimmed of surrounding whitespace, 1..max_length characters after trimming."""
 
     def __init__(self, max_length: int = 4000, **kwargs: Any) -> None:
@@ -51,7 +65,7 @@ class StrictInteger(fields.Integer):
 
 
 def _id(**kwargs: Any) -> fields.String:
-    return fields.String(validate=validate.Length(min=1, max=MAX_ID), **kwargs)
+    return SafeString(validate=validate.Length(min=1, max=MAX_ID), **kwargs)
 
 
 def _seq(**kwargs: Any) -> fields.Integer:
@@ -87,7 +101,7 @@ class Sync(Schema):
 
 
 class Handoff(Schema):
-    reason = fields.String(validate=validate.Length(max=500), load_default=None, allow_none=True)
+    reason = SafeString(validate=validate.Length(max=500), load_default=None, allow_none=True)
 
 
 def load(schema: Schema, args: tuple[Any, ...]) -> dict[str, Any]:
