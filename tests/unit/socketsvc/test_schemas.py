@@ -260,3 +260,17 @@ def test_error_to_dict_carries_code_and_fields() -> None:
         "message": "payload failed validation",
         "fields": {"seq": ["Not a valid integer."]},
     }
+
+
+@pytest.mark.parametrize(
+    "payload, field",
+    [
+        ({"text": "a\x00b"}, "text"),
+        ({"text": "\ud800 lone surrogate"}, "text"),
+        ({"client_id": "\udfff", "text": "ok"}, "client_id"),
+    ],
+)
+def test_strings_a_database_cannot_store_are_invalid(payload, field):
+    with pytest.raises(Invalid) as caught:
+        schemas.load(schemas.ChatMessage(), (payload,))
+    assert field in (caught.value.fields or {})

@@ -1,0 +1,30 @@
+"""The Socket.IO JSON codec: orjson's speed, the standard library's tolerance."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from socketsvc import jsoncodec
+
+
+@pytest.mark.parametrize(
+    "value",
+    [{"a": [1, 2.5, None, True]}, "héllo ✓", 2**70, -(2**70), {"n": 2**64}],
+)
+def test_round_trip_matches_the_standard_library(value):
+    encoded = jsoncodec.dumps(value, separators=(",", ":"))
+    assert json.loads(encoded) == value
+    assert jsoncodec.loads(encoded) == value
+
+
+def test_what_orjson_refuses_falls_back():
+    assert jsoncodec.loads("[NaN]")[0] != jsoncodec.loads("[NaN]")[0]  # NaN
+    assert jsoncodec.loads('["\\ud800"]') == ["\ud800"]  # lone surrogate
+    assert json.loads(jsoncodec.dumps({1: "int key"})) == {"1": "int key"}
+
+
+def test_invalid_json_still_raises():
+    with pytest.raises(ValueError):
+        jsoncodec.loads("{nope")
