@@ -17,6 +17,7 @@ from socketsvc.connections import ConnectionCollector
 from socketsvc.keys import APP_METRICS, BOT, REDIS, SERVICES, SETTINGS, SIO, STORE
 from socketsvc.namespaces.agent import AgentNamespace
 from socketsvc.namespaces.chat import ChatNamespace
+from socketsvc.origins import cors_setting
 from socketsvc.pubsub import RedisManager
 from socketsvc.server import SocketServer
 from socketsvc.services import Services
@@ -66,12 +67,9 @@ def create_app(settings: Settings) -> web.Application:
 
 
 def _cors(settings: Settings) -> Any:
-    if settings.allowed_origins is None:
-        return None  # same origin only
     if settings.allowed_origins == ("*",):
         log.warning("ALLOWED_ORIGINS=*: any web site may open connections to this service")
-        return "*"
-    return list(settings.allowed_origins)
+    return cors_setting(settings.allowed_origins)
 
 
 async def _database(app: web.Application) -> AsyncIterator[None]:

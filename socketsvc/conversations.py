@@ -31,6 +31,7 @@ class Session:
     token: str
     greeting: Message | None
     resumed: bool
+    context: ConversationContext
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -39,7 +40,26 @@ class Session:
             "conversation_id": self.conversation.id,
             "state": self.conversation.state.value,
             "last_seq": self.conversation.last_seq,
+            **self.context.to_dict(),
         }
+
+
+@dataclass(frozen=True)
+class ConversationContext:
+    """What a client needs to draw a conversation after a reload: who answers, the queue
+    position, and how far each participant has read."""
+
+    agent: dict[str, Any] | None
+    queue_position: int | None
+    read: list[dict[str, Any]]
+
+    def to_dict(self) -> dict[str, Any]:
+        data: dict[str, Any] = {"read": self.read}
+        if self.agent is not None:
+            data["agent"] = self.agent
+        if self.queue_position is not None:
+            data["queue_position"] = self.queue_position
+        return data
 
 
 @dataclass(frozen=True)
@@ -47,12 +67,14 @@ class SyncResult:
     messages: list[Message]
     state: State
     last_seq: int
+    context: ConversationContext
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "messages": [m.to_dict() for m in self.messages],
             "state": self.state.value,
             "last_seq": self.last_seq,
+            **self.context.to_dict(),
         }
 
 
@@ -110,7 +132,23 @@ class ConversationService:
             metrics.MESSAGES_STORED.labels(role=Role.BOT.value).inc()
             metrics.CONVERSATIONS_STARTED.inc()
         return Session(
-            visitor, conversation, self.tokens.mint_visitor(visitor.id), greeting, resumed
+            visitor,
+            conversation,
+            self.tokens.mint_visitor(visitor.id),
+            greeting,
+            resumed,
+            await self.context(conversation),
+        )
+
+    async def context(self, conversation: Conversation) -> ConversationContext:
+        agent = None
+        if conversation.state == State.ASSIGNED and conversation.agent_id:
+            agent = {"id": conversation.agent_id, "name": conversation.agent_name}
+        marks = await self.store.read_marks(conversation.id)
+        return ConversationContext(
+            agent,
+            await self.store.queue_position(conversation),
+            [{"reader": {"role": role, "id": reader}, "seq": seq} for role, reader, seq in marks],
         )
 
     async def conversation_of(self, visitor_id: str, conversation_id: str) -> Conversation:
@@ -226,7 +264,9 @@ class ConversationService:
         conversation = await self.store.get_conversation(conversation_id)
         if conversation is None:
             raise NotFound("no such conversation")
-        return SyncResult(found, conversation.state, conversation.last_seq)
+        return SyncResult(
+            found, conversation.state, conversation.last_seq, await self.context(conversation)
+        )
 
     async def publish(self, conversation: Conversation, message: Message) -> None:
         """Send a stored message to the conversation's participants as of `conversation`."""

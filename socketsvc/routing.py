@@ -15,7 +15,7 @@ from socketsvc import metrics
 from socketsvc.broadcast import Broadcaster
 from socketsvc.conversations import ConversationService
 from socketsvc.errors import Conflict, Forbidden, Invalid, NotFound
-from socketsvc.models import SYSTEM, Conversation, Message, State, iso, utcnow
+from socketsvc.models import SYSTEM, Conversation, Message, Role, State, iso, utcnow
 from socketsvc.storage.presence import PresenceStore
 from socketsvc.storage.store import Store, Transition
 from socketsvc.storage.tables import conversations as conversations_table
@@ -273,6 +273,9 @@ class RoutingService:
         last = await self.store.last_message(conversation.id)
         if last is not None:
             data["last_message"] = last.to_dict()
+        last_visitor = await self.store.last_message(conversation.id, role=Role.VISITOR)
+        if last_visitor is not None:
+            data["last_visitor_message"] = last_visitor.to_dict()
         return data
 
     # internals ------------------------------------------------------------------------------

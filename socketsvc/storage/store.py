@@ -357,13 +357,16 @@ class Store:
             rows = (await conn.execute(query)).all()
         return [_message(row._mapping) for row in rows]
 
-    async def last_message(self, conversation_id: str) -> Message | None:
+    async def last_message(self, conversation_id: str, role: Role | None = None) -> Message | None:
+        """The conversation's latest message (of `role`, when given)."""
         query = (
             messages.select()
             .where(messages.c.conversation_id == conversation_id)
             .order_by(messages.c.seq.desc())
             .limit(1)
         )
+        if role is not None:
+            query = query.where(messages.c.sender_role == role.value)
         async with self.engine.connect() as conn:
             row = (await conn.execute(query)).first()
         return None if row is None else _message(row._mapping)
@@ -406,6 +409,17 @@ class Store:
             except IntegrityError:
                 continue  # a concurrent first mark was inserted; read it again
         raise RuntimeError("read mark kept conflicting")
+
+    async def read_marks(self, conversation_id: str) -> list[tuple[str, str, int]]:
+        """(role, reader id, seq) of everyone who marked the conversation read."""
+        query = (
+            sa.select(read_marks.c.reader_role, read_marks.c.reader_id, read_marks.c.seq)
+            .where(read_marks.c.conversation_id == conversation_id)
+            .order_by(read_marks.c.reader_role, read_marks.c.reader_id)
+        )
+        async with self.engine.connect() as conn:
+            rows = (await conn.execute(query)).all()
+        return [(str(r[0]), str(r[1]), int(r[2])) for r in rows]
 
     async def read_mark(self, conversation_id: str, role: Role, reader_id: str) -> int:
         query = sa.select(read_marks.c.seq).where(

@@ -328,7 +328,7 @@ async def test_bad_agent_payloads_get_invalid(app_server, clients):
 async def test_retries_are_matched_per_sender_not_per_role(app_server, clients):
     alice = await agent(app_server, clients, "alice", "Alice")
     bob = await agent(app_server, clients, "bob", "Bob")
-    v, cid = await queued(app_server, clients)
+    _, cid = await queued(app_server, clients)
     assert (await alice.call("accept", {"conversation_id": cid}))["ok"]
     first = await alice.call("message", {"conversation_id": cid, "client_id": "k", "text": "A"})
     assert first["ok"]
@@ -355,3 +355,35 @@ async def test_a_retry_after_resolve_does_not_reopen(app_server, clients):
     await asyncio.sleep(0.5)
     assert len(v.of("state")) == states
     assert (await v.call("sync", {"after_seq": 0}))["state"] == "resolved"
+
+
+async def test_session_and_sync_carry_agent_queue_position_and_read_marks(app_server, clients):
+    alice = await agent(app_server, clients, "alice", "Alice")
+    v, cid = await queued(app_server, clients)
+    token = v.session["visitor_token"]
+    again = await visitor_with_token(app_server, clients, token)
+    assert again.session["state"] == "queued" and again.session["queue_position"] == 1
+    summary = (await alice.call("accept", {"conversation_id": cid}))["conversation"]
+    assert "last_visitor_message" not in summary  # the visitor has not written yet
+    sent = await v.send("hello agent")
+    assert (await alice.call("read", {"conversation_id": cid, "seq": sent["message"]["seq"]}))["ok"]
+    third = await visitor_with_token(app_server, clients, token)
+    assert third.session["agent"] == {"id": "alice", "name": "Alice"}
+    assert {"reader": {"role": "agent", "id": "alice"}, "seq": sent["message"]["seq"]} in (
+        third.session["read"]
+    )
+    synced = await third.call("sync", {"after_seq": 0})
+    assert synced["agent"]["id"] == "alice" and synced["read"] == third.session["read"]
+    snapshot = await agent(app_server, clients, "alice", "Alice")
+    mine = snapshot.of("assigned")[0]["conversations"][0]
+    assert mine["last_visitor_message"]["text"] == "hello agent"
+
+
+async def visitor_with_token(
+    server: AppServer, clients: list[ChatClient], token: str
+) -> ChatClient:
+    client = ChatClient(server.url)
+    clients.append(client)
+    await client.connect({"visitor_token": token})
+    await client.wait_for(lambda: client.of("session"), what="session")
+    return client

@@ -34,7 +34,15 @@ def seqs(messages: list[dict[str, Any]]) -> list[int]:
 async def test_connect_sends_session_then_greeting_unasked(app_server, clients, transport):
     client = await connect(app_server, clients, transports=[transport])
     session = client.session
-    assert set(session) == {"visitor_token", "visitor_id", "conversation_id", "state", "last_seq"}
+    assert set(session) == {
+        "visitor_token",
+        "visitor_id",
+        "conversation_id",
+        "state",
+        "last_seq",
+        "read",  # additions: read marks, and agent / queue_position when they apply
+    }
+    assert session["read"] == []
     assert session["state"] == "bot" and session["last_seq"] == 1
     greeting = await client.wait_message(lambda m: m["seq"] == 1)
     assert greeting["sender"]["role"] == "bot"
