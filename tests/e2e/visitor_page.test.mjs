@@ -1,4 +1,7 @@
-// Drives the visitor demo page (client-demo/index.html) in headless Chromium.
+// Drives the visitor widget (client-demo/widget.js) in headless Chromium: on the demo landing page
+// (client-demo/index.html, which embeds it with one script tag and opens its panel), and on a page
+// of "a customer site" with hostile CSS. The widget lives in an open shadow root; Playwright's CSS
+// locators pierce it, so `#log`, `#text`, ... below are the widget's own elements.
 //
 //   SOCKETSVC_URL=http://127.0.0.1:8080 node --test tests/e2e/visitor_page.test.mjs
 //
@@ -197,4 +200,79 @@ test("visitor page: an unknown stored token is dropped and a new visitor starts"
   await page.locator("#state[data-state='bot']").waitFor();
   const token = await page.evaluate(() => localStorage.getItem("socketsvc.visitor_token"));
   assert.ok(token && token !== "not-a-valid-token", "the refused token was replaced by the new session's");
+});
+
+// A customer page of our own making, served from the service's origin by Playwright (same origin,
+// so no ALLOWED_ORIGINS needed): hostile CSS, its own `io` global, and the one script tag.
+const HOST_PAGE = `<!doctype html>
+<html><head><meta charset="utf-8"><title>Customer site</title><link rel="icon" href="data:,">
+<style>
+  * { font-family: "Comic Sans MS", cursive !important; color: red !important; }
+  button { display: none !important; }
+  div, section, p { font-size: 40px !important; padding: 30px !important; background: yellow !important; }
+  input { visibility: hidden !important; }
+</style>
+<script>window.io = "the page's own io";</script>
+</head><body><h1>Acme Inc.</h1><p>Our products.</p>
+<script src="/widget.js" defer></script>
+</body></html>`;
+
+test("widget on a customer page: closed until asked, isolated from the page's CSS", { timeout: 60_000 }, async (t) => {
+  const context = await browser.newContext({ viewport: { width: 1024, height: 768 } });
+  t.after(() => context.close());
+  await context.route(`${BASE_URL}/customer-page`, (route) =>
+    route.fulfill({ status: 200, contentType: "text/html", body: HOST_PAGE }),
+  );
+  const page = await context.newPage();
+  page.setDefaultTimeout(WAIT_MS);
+  const problems = [];
+  const sockets = [];
+  page.on("pageerror", (err) => problems.push(err.message));
+  page.on("request", (req) => {
+    if (req.url().includes("/socket.io/")) sockets.push(req.url());
+  });
+
+  await page.goto(`${BASE_URL}/customer-page`);
+  const bubble = page.locator("#bubble");
+  await bubble.waitFor();
+  assert.equal(await bubble.getAttribute("aria-label"), "Open support chat");
+  assert.equal(await bubble.getAttribute("aria-expanded"), "false");
+  assert.ok(await bubble.isVisible(), "the page's `button { display: none }` does not reach the widget");
+  assert.ok(await page.locator("#panel").isHidden(), "closed by default on a customer page");
+  await page.waitForTimeout(500);
+  assert.deepEqual(sockets, [], "a new visitor is not connected before opening the chat");
+  assert.equal(await page.evaluate(() => localStorage.getItem("socketsvc.visitor_token")), null);
+  await page.screenshot({ path: path.join(SHOTS, "widget-customer-closed.png") });
+
+  await bubble.click();
+  await page.locator("#panel").waitFor({ state: "visible" });
+  await page.locator('#log .msg[data-seq="1"][data-role="bot"]').waitFor();
+  assert.ok(await page.locator("#text").isVisible(), "the page's `input { visibility: hidden }` does not reach it");
+  const look = await page.locator("#log .msg-text").first().evaluate((e) => {
+    const cs = getComputedStyle(e);
+    return { font: cs.fontFamily, size: cs.fontSize, color: cs.color };
+  });
+  assert.doesNotMatch(look.font, /comic/i, `the widget keeps its font: ${look.font}`);
+  assert.notEqual(look.color, "rgb(255, 0, 0)", "nor its colours");
+  assert.equal(look.size, "15px");
+  assert.equal(await page.evaluate(() => window.io), "the page's own io", "the page's `io` global is left alone");
+  await page.screenshot({ path: path.join(SHOTS, "widget-customer-open.png") });
+
+  // Closed again, a reply from the bot shows up as an unread badge on the bubble.
+  await page.keyboard.press("Escape");
+  await page.locator("#panel").waitFor({ state: "hidden" });
+  const other = await context.newPage(); // same visitor (shared localStorage): a second tab
+  other.setDefaultTimeout(WAIT_MS);
+  await other.goto(`${BASE_URL}/?open=1`);
+  await other.locator('#log .msg[data-seq="1"]').waitFor();
+  await other.locator("#text").fill("how do I run the tests");
+  await other.locator("#text").press("Enter");
+  await other.locator('#log .msg[data-seq="3"][data-role="bot"]').waitFor();
+  await page.locator("#badge", { hasText: "1" }).waitFor();
+  assert.match(await bubble.getAttribute("aria-label"), /1 unread/);
+  await page.locator('#log .msg[data-seq="2"][data-role="visitor"]').waitFor({ state: "attached" }); // the other tab's message too
+  await page.screenshot({ path: path.join(SHOTS, "widget-customer-unread.png") });
+  await bubble.click();
+  await page.locator("#badge").waitFor({ state: "hidden" });
+  assert.deepEqual(problems, []);
 });

@@ -1,0 +1,154 @@
+"""Run the demo pages' browser tests against a live socketsvc, once per database backend.
+
+- tests/e2e/demo_flow.test.mjs: a visitor on the landing page's widget and an agent on the console,
+  from the bot's greeting to Resolve, over the default transports and over long-polling.
+- tests/e2e/widget_restart.test.mjs: the service stops and starts again mid-chat; the message the
+  visitor sent during the outage is delivered exactly once.
+
+The Node tests get SOCKETSVC_URL, an agent JWT in SOCKETSVC_AGENT_TOKEN (minted here with the
+service's secret), and SOCKETSVC_CONTROL_URL: a tiny HTTP server in this process whose POST /stop,
+/start and /restart stop and start `live_server` on the same port and database.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import socket
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from socketsvc.tokens import TokenService
+from tests.conftest import SECRET
+
+ROOT = Path(__file__).resolve().parents[2]
+PLAYWRIGHT = ROOT / "node_modules" / "playwright-core"
+CHROMIUM = Path("/usr/bin/chromium")
+NODE_TIMEOUT = 150.0
+
+pytestmark = [
+    pytest.mark.e2e,
+    pytest.mark.skipif(
+        not PLAYWRIGHT.is_dir(),
+        reason="node_modules/playwright-core is missing: run `npm ci` at the repository root",
+    ),
+    pytest.mark.skipif(not CHROMIUM.exists(), reason="/usr/bin/chromium is not installed"),
+]
+
+
+@contextmanager
+def control_server(service: Any) -> Iterator[str]:
+    """An HTTP endpoint that stops and starts `service` (a tests.conftest.ServiceProcess)."""
+    lock = threading.Lock()
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            action = self.path.strip("/")
+            if action not in ("stop", "start", "restart"):
+                self.send_error(404)
+                return
+            with lock:
+                if action in ("stop", "restart"):
+                    service.stop()
+                if action in ("start", "restart"):
+                    service.start(port=service.port)
+            body = json.dumps({"ok": True, "action": action, "url": service.url}).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, name="e2e-control", daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)
+
+
+async def _run_node(live_server: Any, test_file: str, **extra_env: str) -> None:
+    token = TokenService(SECRET, 3600).mint_agent("ada", "Ada Lovelace")
+    with control_server(live_server) as control_url:
+        env = dict(
+            os.environ,
+            SOCKETSVC_URL=str(live_server.url),
+            SOCKETSVC_AGENT_TOKEN=token,
+            SOCKETSVC_CONTROL_URL=control_url,
+            NO_COLOR="1",
+            FORCE_COLOR="0",
+            **extra_env,
+        )
+        cmd = ["node", "--test", "--test-reporter=spec", f"tests/e2e/{test_file}"]
+        proc = await asyncio.create_subprocess_exec(
+            *cmd,
+            cwd=ROOT,
+            env=env,
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT,
+        )
+        try:
+            out, _ = await asyncio.wait_for(proc.communicate(), timeout=NODE_TIMEOUT)
+        except TimeoutError:
+            proc.kill()
+            out, _ = await proc.communicate()
+            pytest.fail(
+                f"{' '.join(cmd)} did not finish within {NODE_TIMEOUT:.0f} s; output so far:\n"
+                + out.decode(errors="replace"),
+                pytrace=False,
+            )
+    if proc.returncode != 0:
+        pytest.fail(
+            f"{' '.join(cmd)} exited with {proc.returncode} (server {live_server.url}):\n"
+            + out.decode(errors="replace"),
+            pytrace=False,
+        )
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@pytest.mark.timeout(NODE_TIMEOUT + 60)
+async def test_demo_flow_in_browser(live_server: Any) -> None:
+    """Visitor widget and agent console, bot to resolve, over both transports; DEV_MODE on, so
+    the console's dev-token button is used too; and the widget on a customer site of another
+    origin (in ALLOWED_ORIGINS, with the service's own origin for its own pages)."""
+    embed_origin = f"http://localhost:{_free_port()}"
+    live_server.env["DEV_MODE"] = "true"
+    live_server.env["ALLOWED_ORIGINS"] = f"{embed_origin},{live_server.url}"
+
+    def restart() -> None:
+        live_server.stop()
+        live_server.start(port=live_server.port)
+
+    await asyncio.to_thread(restart)
+    await _run_node(
+        live_server,
+        "demo_flow.test.mjs",
+        SOCKETSVC_DEV_MODE="1",
+        SOCKETSVC_EMBED_ORIGIN=embed_origin,
+    )
+
+
+@pytest.mark.timeout(NODE_TIMEOUT + 60)
+async def test_widget_survives_a_restart(live_server: Any) -> None:
+    """A message sent while the service is down is delivered exactly once when it is back."""
+    await _run_node(live_server, "widget_restart.test.mjs")
