@@ -130,9 +130,11 @@ async def _close_connections(app: web.Application) -> None:
     sockets = list(sio.eio.sockets.values())
     for sock in sockets:
         try:
-            await sock.close(wait=False, abort=False)  # queues an Engine.IO CLOSE packet
-            # ...and ends the socket's writer after it, which closes the WebSocket (or answers
-            # the held long-poll): socket.io-client acts on the closed transport, not the packet.
+            # No Engine.IO CLOSE packet: clients take that as "the server sent me away" and
+            # python-socketio's client then never reconnects. Ending the socket's writer closes
+            # the WebSocket (or answers the held long-poll) instead, a transport close, after
+            # which every client reconnects at once.
+            await sock.close(wait=False, abort=True)
             sock.queue.put_nowait(None)
         except Exception:  # pragma: no cover - best effort while shutting down
             log.debug("closing a socket failed", exc_info=True)

@@ -154,6 +154,7 @@ class ServiceProcess:
         self.proc: subprocess.Popen[str] | None = None
         self.port = 0
         self.log: list[str] = []
+        self._drain: threading.Thread | None = None
 
     @property
     def url(self) -> str:
@@ -185,7 +186,8 @@ class ServiceProcess:
 
     def _reap(self) -> None:
         if self.proc is not None and self.proc.stderr is not None:
-            self._drain.join(timeout=5)
+            if self._drain is not None:
+                self._drain.join(timeout=5)
             self.proc.stderr.close()
 
     def kill(self) -> None:
