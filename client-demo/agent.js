@@ -345,6 +345,7 @@
 
     var summary = mine.get(chat.id) || queue.get(chat.id);
     if (summary && (!summary.last_message || summary.last_message.seq < msg.seq)) summary.last_message = msg;
+    if (summary && msg.sender && msg.sender.role === "visitor") summary.last_visitor_message = msg;
     if (msg.sender.role === "visitor") {
       clearRemoteTyping(chat);
       if (selected !== chat.id && msg.seq > chat.lastReadSent) chat.unread++;
@@ -378,8 +379,19 @@
     });
   }
 
+  // In the queue, what the visitor last wrote says more than the service's handoff notice.
+  function previewOf(summary) {
+    if (!summary) return null;
+    var last = summary.last_message;
+    var visitor = summary.last_visitor_message;
+    if (summary.state === "queued" && visitor && (!last || last.sender.role === "system")) {
+      return visitor;
+    }
+    return last;
+  }
+
   function lastText(summary) {
-    var last = summary && summary.last_message;
+    var last = previewOf(summary);
     if (!last || typeof last.text !== "string" || !last.sender) return "";
     var role = last.sender.role;
     if (role === "visitor" || role === "system") return last.text;
@@ -387,7 +399,7 @@
   }
 
   function lastClass(summary) {
-    var last = summary && summary.last_message;
+    var last = previewOf(summary);
     return "item-last" + (last && last.sender && last.sender.role === "system" ? " system" : "");
   }
 
