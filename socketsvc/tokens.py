@@ -13,6 +13,8 @@ from socketsvc.errors import Unauthorized
 
 VISITOR_AUDIENCE = "socketsvc:visitor"
 ALGORITHM = "HS256"
+CLOCK_SKEW = 30
+"""Seconds of clock difference tolerated for `exp`, `iat` and `nbf` (other servers mint tokens)."""
 
 
 @dataclass(frozen=True)
@@ -155,6 +157,7 @@ class TokenService:
                 algorithms=[algorithm],
                 audience=audience,
                 issuer=issuer,
+                leeway=CLOCK_SKEW,
                 options={"require": required},
             )
         except jwt.ExpiredSignatureError:

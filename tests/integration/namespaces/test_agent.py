@@ -253,7 +253,7 @@ async def test_agent_handshake_refusals(app_server, clients):
         "visitor token": {"token": v.session["visitor_token"]},
         "expired": {
             "token": jwt.encode(
-                {"sub": "a", "name": "A", "role": "agent", "exp": now - 10}, SECRET, "HS256"
+                {"sub": "a", "name": "A", "role": "agent", "exp": now - 120}, SECRET, "HS256"
             )
         },
         "other secret": {"token": TokenService("x" * 40, 60).mint_agent("a", "A")},
