@@ -170,6 +170,10 @@ async def test_two_hundred_back_to_back_messages_keep_send_order(app_server, cli
         if not page["messages"] or stored[-1]["seq"] >= page["last_seq"]:
             break
     assert seqs(stored) == list(range(1, len(stored) + 1))  # gapless, no duplicates
+    print(
+        f"\nback-to-back: sent 200, acked {sum(a['ok'] for a in acks.values())}, "
+        f"stored seq 1..{len(stored)} gapless, visitor seqs in send order"
+    )
     visitor_texts = [m["text"] for m in stored if m["sender"]["role"] == "visitor"]
     assert visitor_texts == [f"message {i}" for i in range(200)]
 
