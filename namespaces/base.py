@@ -53,7 +53,12 @@ class Namespace(socketio.AsyncNamespace):  # type: ignore[misc]
             raise Unavailable("this process is shutting down; reconnect")
         request = environ.get("aiohttp.request")
         peer = request.remote if request is not None else None
-        forwarded = request.headers.get("X-Forwarded-For") if request is not None else None
+        # Every X-Forwarded-For line: a proxy may append its own line after the client's.
+        forwarded = (
+            ", ".join(request.headers.getall("X-Forwarded-For", ()))
+            if request is not None
+            else None
+        )
         address = client_ip(peer, forwarded, self.services.settings.trusted_proxies)
         self.services.gate.admit(address)
         return address

@@ -5,7 +5,7 @@ from __future__ import annotations
 import ipaddress
 import logging
 import time
-from collections import defaultdict
+from collections import OrderedDict, defaultdict
 from dataclasses import dataclass, field
 
 from socketsvc.errors import RateLimited, Unavailable
@@ -13,6 +13,7 @@ from socketsvc.errors import RateLimited, Unavailable
 log = logging.getLogger(__name__)
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+MAX_TRACKED_ADDRESSES = 100_000
 
 
 @dataclass
@@ -85,7 +86,7 @@ class ConnectionGate:
         self.attempts_per_minute = attempts_per_minute
         self.per_ip = per_ip
         self.total = total
-        self._attempts: dict[str, TokenBucket] = {}
+        self._attempts: OrderedDict[str, TokenBucket] = OrderedDict()
         self._open: defaultdict[str, int] = defaultdict(int)
         self._open_total = 0
 
@@ -93,16 +94,29 @@ class ConnectionGate:
         """Count a connection attempt; raise if it must be refused."""
         bucket = self._attempts.get(ip)
         if bucket is None:
-            if len(self._attempts) > 100_000:
-                self._attempts.clear()  # bounded memory under a spray of addresses
             bucket = TokenBucket(self.attempts_per_minute / 60.0, float(self.attempts_per_minute))
             self._attempts[ip] = bucket
+            if len(self._attempts) > MAX_TRACKED_ADDRESSES:
+                self._forget_one()
+        else:
+            self._attempts.move_to_end(ip)
         if not bucket.take():
             raise RateLimited("too many connection attempts from your address")
         if self._open_total >= self.total:
             raise Unavailable("this server is full; try again shortly")
         if self._open[ip] >= self.per_ip:
             raise RateLimited("too many open connections from your address")
+
+    def _forget_one(self) -> None:
+        """Bounded memory under a spray of addresses: forget the least recently seen address
+        whose budget has refilled (forgetting it changes nothing); keep exhausted ones."""
+        for _ in range(16):
+            ip, bucket = self._attempts.popitem(last=False)
+            bucket.take()  # refresh its tokens (and spend one, which a full bucket can spare)
+            if bucket.tokens + 1.0 >= bucket.burst:
+                return
+            self._attempts[ip] = bucket  # still exhausted: keep it, look at the next one
+        self._attempts.popitem(last=False)
 
     def opened(self, ip: str) -> None:
         self._open[ip] += 1

@@ -11,12 +11,13 @@ from socketsvc import jsoncodec
 
 @pytest.mark.parametrize(
     "value",
-    [{"a": [1, 2.5, None, True]}, "héllo ✓", 2**70, -(2**70), {"n": 2**64}],
+    [{"a": [1, 2.5, None, True]}, "héllo ✓", 2**70, -(2**70), 2**64 + 1, 10**40],
 )
 def test_round_trip_matches_the_standard_library(value):
     encoded = jsoncodec.dumps(value, separators=(",", ":"))
     assert json.loads(encoded) == value
-    assert jsoncodec.loads(encoded) == value
+    decoded = jsoncodec.loads(encoded)
+    assert decoded == value and type(decoded) is type(value)
 
 
 def test_what_orjson_refuses_falls_back():
