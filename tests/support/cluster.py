@@ -83,7 +83,7 @@ http {{
             proxy_connect_timeout 2s;
             proxy_read_timeout 60s;
             proxy_send_timeout 60s;
-            proxy_next_upstream error timeout;
+            proxy_next_upstream error timeout invalid_header;
             proxy_buffering off;
             client_max_body_size 128k;
             add_header X-Upstream $upstream_addr always;
