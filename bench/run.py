@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import gc
 import json
 import math
 import os
@@ -183,6 +184,8 @@ async def scenario_a(cfg: Config) -> dict[str, Any]:
                     )
                     clients.extend(ramp.clients)
                     finish_profiler(profiler)
+                    gc.collect()
+                    gc.freeze()  # keep the generator's own GC pauses short
                     await asyncio.sleep(cfg.settle)
                     rss = target.rss_kib()
                     alive = sum(1 for c in clients if not c.closed)
