@@ -213,15 +213,7 @@ class ConversationService:
     async def _reopen(self, conversation: Conversation) -> Conversation:
         """Back to the bot after `resolved`; returns the conversation as it is now."""
         changed = await self.store.transition(
-            conversation.id,
-            from_states=[State.RESOLVED],
-            values={
-                "state": State.BOT.value,
-                "agent_id": None,
-                "agent_name": None,
-                "bot_fallbacks": 0,
-                "human_offered": False,
-            },
+            conversation.id, from_states=[State.RESOLVED], values=bot_values()
         )
         if changed is None:
             return await self.store.get_conversation(conversation.id) or conversation
@@ -283,6 +275,17 @@ class ConversationService:
             "state",
             state_payload(conversation, queue_position),
         )
+
+
+def bot_values() -> dict[str, Any]:
+    """The columns of a conversation handed (back) to the bot, with a fresh fallback count."""
+    return {
+        "state": State.BOT.value,
+        "agent_id": None,
+        "agent_name": None,
+        "bot_fallbacks": 0,
+        "human_offered": False,
+    }
 
 
 def state_payload(conversation: Conversation, queue_position: int | None = None) -> dict[str, Any]:

@@ -13,7 +13,7 @@ from typing import Any
 
 from socketsvc import metrics
 from socketsvc.broadcast import Broadcaster
-from socketsvc.conversations import ConversationService
+from socketsvc.conversations import ConversationService, bot_values
 from socketsvc.errors import Conflict, Forbidden, Invalid, NotFound
 from socketsvc.models import SYSTEM, Conversation, Message, Role, State, iso, utcnow
 from socketsvc.storage.presence import PresenceStore
@@ -170,20 +170,10 @@ class RoutingService:
             changed = await self._mine(
                 agent,
                 conversation_id,
-                values={
-                    "state": State.BOT.value,
-                    "agent_id": None,
-                    "agent_name": None,
-                    "bot_fallbacks": 0,
-                    "human_offered": False,
-                },
+                values=bot_values(),
                 text=f"{agent.name} handed this chat back to the bot.",
             )
-            await self._publish(changed)
-            await self.conversations.publish_state(changed.conversation)
-            await self.broadcaster.to_agent(
-                agent.id, "conversation", await self.summary(changed.conversation)
-            )
+            await self._left_agent(agent, changed)
         return changed.conversation
 
     async def resolve(self, agent: AgentIdentity, conversation_id: str) -> Conversation:
@@ -194,11 +184,7 @@ class RoutingService:
             values={"state": State.RESOLVED.value, "agent_id": None, "agent_name": None},
             text=f"{agent.name} marked this conversation as resolved. Write again any time.",
         )
-        await self._publish(changed)
-        await self.conversations.publish_state(changed.conversation)
-        await self.broadcaster.to_agent(
-            agent.id, "conversation", await self.summary(changed.conversation)
-        )
+        await self._left_agent(agent, changed)
         return changed.conversation
 
     async def requeue_absent(self, grace: float) -> int:
@@ -295,6 +281,14 @@ class RoutingService:
             await self.conversation_for(agent, conversation_id)  # raises the right error
             raise Conflict("conversation changed meanwhile")  # pragma: no cover - a race
         return changed
+
+    async def _left_agent(self, agent: AgentIdentity, changed: Transition) -> None:
+        """Tell the visitor (message, state) and the agent (summary) that the agent let go."""
+        await self._publish(changed)
+        await self.conversations.publish_state(changed.conversation)
+        await self.broadcaster.to_agent(
+            agent.id, "conversation", await self.summary(changed.conversation)
+        )
 
     async def _publish(self, changed: Transition) -> None:
         for message in changed.messages:

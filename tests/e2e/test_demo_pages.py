@@ -27,6 +27,7 @@ import pytest
 
 from socketsvc.tokens import TokenService
 from tests.conftest import SECRET
+from tests.support.node import run_node_test
 
 ROOT = Path(__file__).resolve().parents[2]
 PLAYWRIGHT = ROOT / "node_modules" / "playwright-core"
@@ -88,35 +89,9 @@ async def _run_node(live_server: Any, test_file: str, **extra_env: str) -> None:
             SOCKETSVC_URL=str(live_server.url),
             SOCKETSVC_AGENT_TOKEN=token,
             SOCKETSVC_CONTROL_URL=control_url,
-            NO_COLOR="1",
-            FORCE_COLOR="0",
             **extra_env,
         )
-        cmd = ["node", "--test", "--test-reporter=spec", f"tests/e2e/{test_file}"]
-        proc = await asyncio.create_subprocess_exec(
-            *cmd,
-            cwd=ROOT,
-            env=env,
-            stdin=asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.STDOUT,
-        )
-        try:
-            out, _ = await asyncio.wait_for(proc.communicate(), timeout=NODE_TIMEOUT)
-        except TimeoutError:
-            proc.kill()
-            out, _ = await proc.communicate()
-            pytest.fail(
-                f"{' '.join(cmd)} did not finish within {NODE_TIMEOUT:.0f} s; output so far:\n"
-                + out.decode(errors="replace"),
-                pytrace=False,
-            )
-    if proc.returncode != 0:
-        pytest.fail(
-            f"{' '.join(cmd)} exited with {proc.returncode} (server {live_server.url}):\n"
-            + out.decode(errors="replace"),
-            pytrace=False,
-        )
+        await run_node_test(f"tests/e2e/{test_file}", env, str(live_server.url), NODE_TIMEOUT)
 
 
 def _free_port() -> int:

@@ -8,7 +8,6 @@ the test's event loop keeps serving while Node talks to it.
 
 from __future__ import annotations
 
-import asyncio
 import os
 from pathlib import Path
 from typing import Any
@@ -16,6 +15,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import SECRET
+from tests.support.node import run_node_test
 
 ROOT = Path(__file__).resolve().parents[2]
 SIO_CLIENT = ROOT / "node_modules" / "socket.io-client"
@@ -38,31 +38,5 @@ async def test_socketio_client_agent_flow(live_server: Any) -> None:
         os.environ,
         SOCKETSVC_URL=str(live_server.url),
         SOCKETSVC_SECRET=SECRET,
-        NO_COLOR="1",
-        FORCE_COLOR="0",
     )
-    cmd = ["node", "--test", "--test-reporter=spec", TEST_FILE]
-    proc = await asyncio.create_subprocess_exec(
-        *cmd,
-        cwd=ROOT,
-        env=env,
-        stdin=asyncio.subprocess.DEVNULL,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.STDOUT,
-    )
-    try:
-        out, _ = await asyncio.wait_for(proc.communicate(), timeout=NODE_TIMEOUT)
-    except TimeoutError:
-        proc.kill()
-        out, _ = await proc.communicate()
-        pytest.fail(
-            f"{' '.join(cmd)} did not finish within {NODE_TIMEOUT:.0f} s; output so far:\n"
-            + out.decode(errors="replace"),
-            pytrace=False,
-        )
-    if proc.returncode != 0:
-        pytest.fail(
-            f"{' '.join(cmd)} exited with {proc.returncode} (server {live_server.url}):\n"
-            + out.decode(errors="replace"),
-            pytrace=False,
-        )
+    await run_node_test(TEST_FILE, env, str(live_server.url), NODE_TIMEOUT)

@@ -8,12 +8,13 @@ keeps serving while Node talks to it.
 
 from __future__ import annotations
 
-import asyncio
 import os
 from pathlib import Path
 from typing import Any
 
 import pytest
+
+from tests.support.node import run_node_test
 
 ROOT = Path(__file__).resolve().parents[2]
 SIO_CLIENT = ROOT / "node_modules" / "socket.io-client"
@@ -30,32 +31,11 @@ pytestmark = [
 
 
 async def _run_node_suite(live_server: Any, test_file: str) -> None:
-    env = dict(os.environ, SOCKETSVC_URL=str(live_server.url), NO_COLOR="1", FORCE_COLOR="0")
-    cmd = ["node", "--test", "--test-reporter=spec", f"tests/e2e/{test_file}"]
-    proc = await asyncio.create_subprocess_exec(
-        *cmd,
-        cwd=ROOT,
-        env=env,
-        stdin=asyncio.subprocess.DEVNULL,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.STDOUT,
+    env = dict(
+        os.environ,
+        SOCKETSVC_URL=str(live_server.url),
     )
-    try:
-        out, _ = await asyncio.wait_for(proc.communicate(), timeout=NODE_TIMEOUT)
-    except TimeoutError:
-        proc.kill()
-        out, _ = await proc.communicate()
-        pytest.fail(
-            f"{' '.join(cmd)} did not finish within {NODE_TIMEOUT:.0f} s; output so far:\n"
-            + out.decode(errors="replace"),
-            pytrace=False,
-        )
-    if proc.returncode != 0:
-        pytest.fail(
-            f"{' '.join(cmd)} exited with {proc.returncode} (server {live_server.url}):\n"
-            + out.decode(errors="replace"),
-            pytrace=False,
-        )
+    await run_node_test(f"tests/e2e/{test_file}", env, str(live_server.url), NODE_TIMEOUT)
 
 
 @pytest.mark.timeout(NODE_TIMEOUT + 60)
