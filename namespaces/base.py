@@ -106,10 +106,8 @@ class Namespace(socketio.AsyncNamespace):  # type: ignore[misc]
             outcome, reply = await self._handle(event, handler, sid, args)
         # Arbitrary client event names must not create label values: they count as `other`.
         label = event if handler is not None else "other"
-        metrics.EVENTS.labels(namespace=self.namespace, event=label, outcome=outcome).inc()
-        metrics.HANDLER_LATENCY.labels(namespace=self.namespace, event=label).observe(
-            time.perf_counter() - started
-        )
+        metrics.event_counter(self.namespace, label, outcome).inc()
+        metrics.handler_latency(self.namespace, label).observe(time.perf_counter() - started)
         return reply
 
     async def _handle(

@@ -18,6 +18,7 @@ from socketsvc.keys import APP_METRICS, BOT, REDIS, SERVICES, SETTINGS, SIO, STO
 from socketsvc.namespaces.agent import AgentNamespace
 from socketsvc.namespaces.chat import ChatNamespace
 from socketsvc.origins import cors_setting
+from socketsvc.packets import Packet
 from socketsvc.pubsub import RedisManager
 from socketsvc.server import SocketServer
 from socketsvc.services import Services
@@ -51,6 +52,7 @@ def create_app(settings: Settings) -> web.Application:
         ping_timeout=settings.ping_timeout,
         logger=False,
         engineio_logger=False,
+        serializer=Packet,
         json=jsoncodec,
     )
     sio.attach(app)

@@ -8,19 +8,26 @@ import logging
 from socketsvc import metrics
 from socketsvc.bots.base import Bot, BotContext, BotReply
 from socketsvc.conversations import ConversationService, bot_sender
-from socketsvc.models import Conversation, Message, Role, State
+from socketsvc.models import Conversation, Message, Role, Sender, State
 from socketsvc.routing import RoutingService
-from socketsvc.storage.store import Store
+from socketsvc.storage.store import Append, Store
 from socketsvc.tasks import KeyedLocks, TaskTracker
 
 log = logging.getLogger(__name__)
+
+
+TYPING_AFTER = 0.25
+"""Seconds a bot may think before the visitor sees it typing; a quicker reply gets the typing
+pair right before it, and a bot that quickly decides to say nothing sends no typing at all."""
 
 
 class BotRunner:
     """Answers visitor messages in the background, one at a time per conversation.
 
     The bot's reply is stored with a condition on the conversation's state in the same
-    statement that numbers it, so a reply computed while a handoff happened is dropped.
+    statement that numbers it, so a reply computed while a handoff happened is dropped. Nothing
+    is read from the database: the conversation comes from the visitor message's own write, or
+    from this runner's previous reply in the conversation, whichever is later.
     """
 
     def __init__(
@@ -39,52 +46,76 @@ class BotRunner:
         self.tasks = tasks
         self.timeout = timeout
         self._locks = KeyedLocks()
+        self._after_reply: dict[str, Conversation] = {}
+        self._waiting: dict[str, int] = {}
 
     def schedule(self, conversation: Conversation, message: Message) -> None:
         """Answer `message` soon, if the conversation is (still) with the bot."""
         if conversation.state != State.BOT:
             return
-        self.tasks.spawn(self.answer(conversation.id, message), name=f"bot:{conversation.id}")
+        key = conversation.id
+        self._waiting[key] = self._waiting.get(key, 0) + 1
+        self.tasks.spawn(self._answer_next(conversation, message), name=f"bot:{key}")
 
-    async def answer(self, conversation_id: str, message: Message) -> Message | None:
-        async with self._locks.hold(conversation_id):
-            conversation = await self.store.get_conversation(conversation_id)
-            if conversation is None or conversation.state != State.BOT:
+    async def _answer_next(self, conversation: Conversation, message: Message) -> None:
+        key = conversation.id
+        try:
+            await self.answer(conversation, message)
+        finally:
+            left = self._waiting[key] - 1
+            if left:
+                self._waiting[key] = left
+            else:
+                del self._waiting[key]
+                self._after_reply.pop(key, None)
+
+    async def answer(self, conversation: Conversation, message: Message) -> Message | None:
+        """Let the bot answer `message` of `conversation` (as it was when `message` was stored)."""
+        async with self._locks.hold(conversation.id):
+            latest = self._after_reply.get(conversation.id)
+            if latest is not None and latest.last_seq > conversation.last_seq:
+                conversation = latest
+            if conversation.state != State.BOT:
                 return None
-            sender = bot_sender(self.bot)
-            await self.conversations.typing(conversation, sender, True)
+            typing = _Typing(self.conversations, conversation, bot_sender(self.bot))
+            timer = asyncio.get_running_loop().call_later(TYPING_AFTER, typing.start)
             try:
                 reply = await self._reply(conversation, message)
-                stored = None
+            finally:
+                timer.cancel()
+            stored = None
+            try:
                 if reply is not None:
+                    await typing.on()
                     stored = await self._store(conversation, reply)
             finally:
-                await self.conversations.typing(conversation, sender, False)
+                await typing.off()
             if stored is None:
                 return None
-            await self.conversations.publish(conversation, stored)
+            assert stored.conversation is not None
+            await self.conversations.publish(stored.conversation, stored.message)
             if reply is not None and reply.handoff:
                 await self.routing.handoff(
-                    conversation_id, reason="visitor asked the bot", by="bot"
+                    conversation.id, reason="visitor asked the bot", by="bot"
                 )
-            return stored
+            return stored.message
 
     async def _reply(self, conversation: Conversation, message: Message) -> BotReply | None:
-        visitor = await self.store.get_visitor(conversation.visitor_id)
         ctx = BotContext(
             conversation_id=conversation.id,
-            visitor_name=visitor.name if visitor else "Visitor",
+            visitor_name=message.sender.name,
             consecutive_fallbacks=conversation.bot_fallbacks,
             human_offered=conversation.human_offered,
         )
         try:
-            return await asyncio.wait_for(self.bot.reply(ctx, message.text), self.timeout)
+            async with asyncio.timeout(self.timeout):
+                return await self.bot.reply(ctx, message.text)
         except Exception:
             log.exception("bot failed to answer", extra={"conversation_id": conversation.id})
             metrics.BOT_ERRORS.inc()
             return None
 
-    async def _store(self, conversation: Conversation, reply: BotReply) -> Message | None:
+    async def _store(self, conversation: Conversation, reply: BotReply) -> Append | None:
         appended = await self.store.append_message(
             conversation.id,
             bot_sender(self.bot),
@@ -103,7 +134,39 @@ class BotRunner:
                 extra={"conversation_id": conversation.id},
             )
             return None
+        assert appended.conversation is not None
+        self._after_reply[conversation.id] = appended.conversation
         metrics.MESSAGES_STORED.labels(role=Role.BOT.value).inc()
         if not reply.matched:
             metrics.BOT_FALLBACKS.inc()
-        return appended.message
+        return appended
+
+
+class _Typing:
+    """The bot's typing pair: `true` once (by a timer or before a reply), `false` only after it."""
+
+    def __init__(
+        self, conversations: ConversationService, conversation: Conversation, sender: Sender
+    ) -> None:
+        self.conversations = conversations
+        self.conversation = conversation
+        self.sender = sender
+        self._sent: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        """Send `true` from a timer callback (in a task, so it cannot block the bot)."""
+        if self._sent is None:
+            self._sent = asyncio.ensure_future(self._send(True))
+
+    async def on(self) -> None:
+        self.start()
+        assert self._sent is not None
+        await self._sent
+
+    async def off(self) -> None:
+        if self._sent is not None:
+            await self._sent
+            await self._send(False)
+
+    async def _send(self, typing: bool) -> None:
+        await self.conversations.typing(self.conversation, self.sender, typing)

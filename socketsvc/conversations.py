@@ -14,9 +14,8 @@ from socketsvc import metrics
 from socketsvc.bots.base import Bot, BotContext
 from socketsvc.broadcast import Broadcaster
 from socketsvc.errors import Forbidden, Invalid, NotFound
-from socketsvc.models import Conversation, Message, Role, Sender, State, Visitor
+from socketsvc.models import Conversation, Message, Role, Sender, State, Visitor, utcnow
 from socketsvc.storage.store import Store, new_id
-from socketsvc.storage.tables import conversations as conversations_table
 from socketsvc.tokens import TokenService
 
 log = logging.getLogger(__name__)
@@ -118,26 +117,37 @@ class ConversationService:
         else:
             visitor_id, name = new_id(), None
         resumed = identity is not None or token is not None
-        visitor = await self.store.ensure_visitor(visitor_id, name or f"Visitor {visitor_id[:4]}")
-        conversation = await self.store.current_conversation(visitor.id) if resumed else None
+        name = name or f"Visitor {visitor_id[:4]}"
+        if resumed:
+            visitor = await self.store.ensure_visitor(visitor_id, name)
+            conversation = await self.store.current_conversation(visitor.id)
+        else:
+            visitor, conversation = Visitor(visitor_id, name, utcnow()), None
         greeting: Message | None = None
         if conversation is None:
             conversation_id = new_id()
             text = await self.bot.greeting(BotContext(conversation_id, visitor.name))
             created = await self.store.create_conversation(
-                visitor.id, (bot_sender(self.bot), text), conversation_id=conversation_id
+                visitor.id,
+                (bot_sender(self.bot), text),
+                conversation_id=conversation_id,
+                new_visitor_name=None if resumed else visitor.name,
             )
             conversation = created.conversation
             greeting = created.messages[0]
             metrics.MESSAGES_STORED.labels(role=Role.BOT.value).inc()
             metrics.CONVERSATIONS_STARTED.inc()
+            # A conversation created just now has no agent, queue position or read marks.
+            context = ConversationContext(None, None, [])
+        else:
+            context = await self.context(conversation)
         return Session(
             visitor,
             conversation,
             self.tokens.mint_visitor(visitor.id),
             greeting,
             resumed,
-            await self.context(conversation),
+            context,
         )
 
     async def context(self, conversation: Conversation) -> ConversationContext:
@@ -196,7 +206,7 @@ class ConversationService:
             text,
             client_id,
             only_in_states=[State.ASSIGNED],
-            where=conversations_table.c.agent_id == agent.id,
+            agent_id=agent.id,
         )
         if appended is None:
             if await self.store.get_conversation(conversation_id) is None:

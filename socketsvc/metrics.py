@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 from prometheus_client import Counter, Gauge, Histogram
 
 CONNECTS = Counter("socketsvc_connects_total", "Accepted connections", ["namespace"])
@@ -47,3 +49,14 @@ CANARY_OK = Gauge(
 ABUSE_DISCONNECTS = Counter(
     "socketsvc_abuse_disconnects_total", "Connections closed for sustained flooding", ["namespace"]
 )
+
+
+@functools.cache
+def event_counter(namespace: str, event: str, outcome: str) -> Counter:
+    """The EVENTS child for these labels (looked up once; `labels()` is a locked dict lookup)."""
+    return EVENTS.labels(namespace=namespace, event=event, outcome=outcome)
+
+
+@functools.cache
+def handler_latency(namespace: str, event: str) -> Histogram:
+    return HANDLER_LATENCY.labels(namespace=namespace, event=event)

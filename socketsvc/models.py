@@ -87,6 +87,6 @@ def iso(moment: datetime) -> str:
     """`2026-11-26T08:00:00.123Z`: UTC, milliseconds, a Z."""
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
-    return (
-        moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
-    )
+    elif moment.utcoffset():
+        moment = moment.astimezone(UTC)
+    return moment.isoformat(timespec="milliseconds")[:-6] + "Z"

@@ -26,27 +26,16 @@ def async_url(database_url: str) -> tuple[str, dict[str, Any]]:
     return url, connect_args
 
 
-def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+def sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
     # FULL: every commit is fsynced before the message is acknowledged.
     cursor.execute("PRAGMA synchronous=FULL")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA busy_timeout=30000")
+    # Checkpoints run in the background, not inside a commit (see storage/checkpoints.py).
+    cursor.execute("PRAGMA wal_autocheckpoint=0")
     cursor.close()
-
-
-def create_sync_sqlite_engine(database_url: str) -> sa.Engine:
-    """A blocking engine on the same SQLite file, for batches run on a worker thread."""
-    path = sqlite_path(database_url)
-    engine = sa.create_engine(
-        f"sqlite:///{path}",
-        connect_args={"timeout": 30, "check_same_thread": False},
-        pool_size=1,
-        max_overflow=0,
-    )
-    sa.event.listen(engine, "connect", _sqlite_pragmas)
-    return engine
 
 
 def create_engine(database_url: str) -> AsyncEngine:
@@ -56,7 +45,7 @@ def create_engine(database_url: str) -> AsyncEngine:
         path = sqlite_path(database_url)
         path.parent.mkdir(parents=True, exist_ok=True)
         engine = create_async_engine(url, connect_args=connect_args, pool_size=5, max_overflow=5)
-        sa.event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
+        sa.event.listen(engine.sync_engine, "connect", sqlite_pragmas)
         return engine
     return create_async_engine(
         url,

@@ -11,40 +11,39 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import sqlite3
 import uuid
 from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+import asyncpg
 import sqlalchemy as sa
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from socketsvc.models import Conversation, Message, Role, Sender, State, Visitor, utcnow
-from socketsvc.storage.database import create_engine, create_sync_sqlite_engine
+from socketsvc.settings import sqlite_path
+from socketsvc.storage.appends import (
+    Append,
+    PendingAppend,
+    SqliteAppender,
+    check_values,
+    pg_append,
+)
+from socketsvc.storage.checkpoints import WalCheckpointer
+from socketsvc.storage.database import create_engine, sqlite_pragmas
 from socketsvc.storage.tables import conversations, messages, metadata, read_marks, visitors
 
 MAX_BATCH = 256
+_PG_UNAVAILABLE = (
+    asyncpg.PostgresConnectionError,
+    asyncpg.InterfaceError,
+    asyncpg.exceptions.OperatorInterventionError,
+)
 
-
-@dataclass
-class _PendingAppend:
-    conversation_id: str
-    sender: Sender
-    text: str
-    client_id: str | None
-    only_in_states: tuple[State, ...] | None
-    values: dict[str, Any]
-    where: sa.ColumnElement[bool] | None
-    future: asyncio.Future[Append | None]
-
-    @property
-    def key(self) -> tuple[str, str, str, str] | None:
-        """Retries are matched per conversation and sender (role and id)."""
-        if self.client_id is None:
-            return None
-        return (self.conversation_id, self.sender.role.value, self.sender.id, self.client_id)
+__all__ = ["Append", "Store", "Transition", "new_id"]
 
 
 @dataclass(frozen=True)
@@ -55,15 +54,6 @@ class Transition:
     messages: list[Message]
 
 
-@dataclass(frozen=True)
-class Append:
-    """The result of storing one message; `created` is False for a repeated `client_id`."""
-
-    message: Message
-    created: bool
-    conversation: Conversation | None
-
-
 class Store:
     """Durable conversations, messages and read marks."""
 
@@ -71,12 +61,13 @@ class Store:
         self.engine = engine
         self.is_sqlite = engine.dialect.name == "sqlite"
         self._write_lock = asyncio.Lock() if self.is_sqlite else None
-        self._pending: list[_PendingAppend] = []
+        self._pending: list[PendingAppend] = []
         self._flushers = 0
         # SQLite has one writer at a time; PostgreSQL commits several batches in parallel.
         self._max_flushers = 1 if self.is_sqlite else 4
         self._flush_tasks: set[asyncio.Task[None]] = set()
-        self._sync_engine: sa.Engine | None = None
+        self._sqlite: SqliteAppender | None = None
+        self._checkpointer: WalCheckpointer | None = None
 
     @classmethod
     async def open(cls, database_url: str) -> Store:
@@ -84,20 +75,26 @@ class Store:
         engine = create_engine(database_url)
         store = cls(engine)
         if store.is_sqlite:
-            store._sync_engine = create_sync_sqlite_engine(database_url)
+            path = str(sqlite_path(database_url))
+            store._sqlite = SqliteAppender(path, sqlite_pragmas)
+            store._checkpointer = WalCheckpointer(path)
         async with engine.begin() as conn:
             if not store.is_sqlite:
                 # Processes starting together must not race to create the same tables.
                 await conn.execute(sa.text("SELECT pg_advisory_xact_lock(7460113)"))
             await conn.run_sync(metadata.create_all)
+        if store._checkpointer is not None:
+            store._checkpointer.start()
         return store
 
     async def close(self) -> None:
         if self._flush_tasks:
             await asyncio.wait(set(self._flush_tasks), timeout=5.0)
         await self.engine.dispose()
-        if self._sync_engine is not None:
-            self._sync_engine.dispose()
+        if self._sqlite is not None:
+            self._sqlite.close()
+        if self._checkpointer is not None:
+            await self._checkpointer.close()
 
     async def ping(self) -> None:
         """Raise if the database cannot answer a trivial query."""
@@ -146,15 +143,33 @@ class Store:
         visitor_id: str,
         greeting: tuple[Sender, str] | None = None,
         conversation_id: str | None = None,
+        *,
+        new_visitor_name: str | None = None,
     ) -> Transition:
-        """A new conversation in the `bot` state, with its greeting stored as seq 1."""
+        """A new conversation in the `bot` state, with its greeting stored as seq 1.
+
+        With `new_visitor_name`, the visitor row is inserted in the same transaction (a new
+        visitor's handshake is then one commit).
+        """
         now = utcnow()
-        conversation_id = conversation_id or new_id()
-        values = {
-            "id": conversation_id,
+        conversation = Conversation(
+            id=conversation_id or new_id(),
+            visitor_id=visitor_id,
+            state=State.BOT,
+            last_seq=1 if greeting is not None else 0,
+            agent_id=None,
+            agent_name=None,
+            queued_at=None,
+            bot_fallbacks=0,
+            human_offered=False,
+            created_at=now,
+            updated_at=now,
+        )
+        row = {
+            "id": conversation.id,
             "visitor_id": visitor_id,
-            "state": State.BOT.value,
-            "last_seq": 1 if greeting is not None else 0,
+            "state": conversation.state.value,
+            "last_seq": conversation.last_seq,
             "bot_fallbacks": 0,
             "human_offered": False,
             "created_at": now,
@@ -162,13 +177,15 @@ class Store:
         }
         stored: list[Message] = []
         async with self.write() as conn:
-            await conn.execute(conversations.insert().values(**values))
+            if new_visitor_name is not None:
+                await conn.execute(
+                    visitors.insert().values(id=visitor_id, name=new_visitor_name, created_at=now)
+                )
+            await conn.execute(conversations.insert().values(**row))
             if greeting is not None:
-                message = _new_message(conversation_id, 1, greeting[0], greeting[1], None, now)
+                message = _new_message(conversation.id, 1, greeting[0], greeting[1], None, now)
                 await conn.execute(messages.insert().values(**_message_row(message)))
                 stored.append(message)
-        conversation = await self.get_conversation(conversation_id)
-        assert conversation is not None
         return Transition(conversation, stored)
 
     async def get_conversation(self, conversation_id: str) -> Conversation | None:
@@ -243,35 +260,41 @@ class Store:
         client_id: str | None,
         *,
         only_in_states: Iterable[State] | None = None,
+        agent_id: str | None = None,
         values: Mapping[str, Any] | None = None,
-        where: sa.ColumnElement[bool] | None = None,
     ) -> Append | None:
         """Store one message; a repeated `client_id` returns the stored one, adding nothing.
 
-        With `only_in_states` (and `where`), stores nothing and returns None unless the
-        conversation is in one of those states at the moment of the write (the bot uses this to
-        stay silent, agents to write only while the conversation is theirs).
+        With `only_in_states` (and `agent_id`: only while assigned to that agent), stores
+        nothing and returns None unless the conversation is in one of those states at the moment
+        of the write (the bot uses this to stay silent, agents to write only while the
+        conversation is theirs). `values` are conversation columns to set in the same write.
 
         Appends that arrive while a commit is in flight are stored together in the next
         transaction (group commit); each caller still returns only after its commit.
         """
-        item = _PendingAppend(
+        changes = dict(values or {})
+        check_values(changes)
+        loop = asyncio.get_running_loop()
+        item = PendingAppend(
             conversation_id,
             sender,
             text,
             client_id,
-            None if only_in_states is None else tuple(only_in_states),
-            dict(values or {}),
-            where,
-            asyncio.get_running_loop().create_future(),
+            None if only_in_states is None else tuple(s.value for s in only_in_states),
+            agent_id,
+            changes,
+            loop.create_future(),
         )
         self._pending.append(item)
         if self._flushers < self._max_flushers:
             self._flushers += 1
-            task = asyncio.get_running_loop().create_task(self._flush())
+            task = loop.create_task(self._flush())
             self._flush_tasks.add(task)
             task.add_done_callback(self._flush_tasks.discard)
-        return await asyncio.shield(item.future)
+        # A caller cancelled while waiting cancels only its future: the batch still stores the
+        # message (and skips the cancelled future).
+        return await item.future
 
     async def _flush(self) -> None:
         """Store pending appends in batches until none are left."""
@@ -288,12 +311,11 @@ class Store:
                         await self._append_alone(item)
                     continue
                 for item, result in zip(batch, results, strict=True):
-                    if not item.future.done():
-                        item.future.set_result(result)
+                    _settle(item.future, result)
         finally:
             self._flushers -= 1
 
-    async def _append_alone(self, item: _PendingAppend) -> None:
+    async def _append_alone(self, item: PendingAppend) -> None:
         try:
             result = (await self._append_batch([item]))[0]
         except IntegrityError as exc:
@@ -303,31 +325,40 @@ class Store:
                     item.conversation_id, item.sender, item.client_id
                 )
             if existing is None:
-                item.future.set_exception(exc)
+                _settle(item.future, exc)
                 return
             result = Append(existing, created=False, conversation=None)
         except Exception as exc:
-            item.future.set_exception(exc)
+            _settle(item.future, exc)
             return
-        item.future.set_result(result)
+        _settle(item.future, result)
 
-    async def _append_batch(self, items: Sequence[_PendingAppend]) -> list[Append | None]:
-        """Store many appends in one transaction (see `_append_batch_sync`).
+    async def _append_batch(self, items: Sequence[PendingAppend]) -> list[Append | None]:
+        """Store many appends in one transaction, on the driver (see `appends`).
 
-        On SQLite the whole batch runs in one call on a worker thread with the stdlib driver,
-        instead of one thread hop per statement through aiosqlite.
+        SQLite: the stdlib driver, committing on a worker thread. PostgreSQL: asyncpg, on a
+        connection from the engine's pool. Driver errors come out as SQLAlchemy's
+        `IntegrityError` / `OperationalError`, like those of every other query.
         """
-        if self._sync_engine is not None:
+        now = utcnow()
+        if self._sqlite is not None:
             assert self._write_lock is not None
             async with self._write_lock:
-                return await asyncio.to_thread(self._sqlite_batch, items)
-        async with self.engine.begin() as conn:
-            return await conn.run_sync(_append_batch_sync, items)
-
-    def _sqlite_batch(self, items: Sequence[_PendingAppend]) -> list[Append | None]:
-        assert self._sync_engine is not None
-        with self._sync_engine.begin() as conn:
-            return _append_batch_sync(conn, items)
+                try:
+                    return await self._sqlite.append(items, now)
+                except sqlite3.IntegrityError as exc:
+                    raise IntegrityError("append", None, exc) from exc
+                except sqlite3.OperationalError as exc:
+                    raise OperationalError("append", None, exc) from exc
+        async with self.engine.connect() as conn:
+            raw = await conn.get_raw_connection()
+            try:
+                return await pg_append(raw.driver_connection, items, now)
+            except asyncpg.IntegrityConstraintViolationError as exc:
+                raise IntegrityError("append", None, exc) from exc
+            except _PG_UNAVAILABLE as exc:
+                await conn.invalidate()
+                raise OperationalError("append", None, exc) from exc
 
     async def message_by_client_id(
         self, conversation_id: str, sender: Sender, client_id: str
@@ -478,6 +509,16 @@ class Store:
         return [_conversation(row._mapping) for row in rows]
 
 
+def _settle(future: asyncio.Future[Append | None], outcome: Append | Exception | None) -> None:
+    """Resolve a caller's future, unless the caller was cancelled meanwhile."""
+    if future.done():
+        return
+    if isinstance(outcome, Exception):
+        future.set_exception(outcome)
+    else:
+        future.set_result(outcome)
+
+
 def new_id() -> str:
     return uuid.uuid4().hex
 
@@ -538,60 +579,3 @@ def _conversation(row: sa.RowMapping) -> Conversation:
         created_at=_aware(row["created_at"]),
         updated_at=_aware(row["updated_at"]),
     )
-
-
-def _append_batch_sync(conn: sa.Connection, items: Sequence[_PendingAppend]) -> list[Append | None]:
-    """One transaction for many appends: a dedupe query, an UPDATE per message, one INSERT."""
-    now = utcnow()
-    results: list[Append | None] = []
-    rows: list[dict[str, Any]] = []
-    stored = _stored_client_ids(conn, items)
-    for item in items:
-        key = item.key
-        if key is not None and key in stored:
-            results.append(Append(stored[key], created=False, conversation=None))
-            continue
-        update = (
-            conversations.update()
-            .where(conversations.c.id == item.conversation_id)
-            .values(**item.values, last_seq=conversations.c.last_seq + 1, updated_at=now)
-            .returning(*conversations.c)
-        )
-        if item.only_in_states is not None:
-            update = update.where(conversations.c.state.in_([s.value for s in item.only_in_states]))
-        if item.where is not None:
-            update = update.where(item.where)
-        row = conn.execute(update).first()
-        if row is None:
-            results.append(None)
-            continue
-        conversation = _conversation(row._mapping)
-        message = _new_message(
-            item.conversation_id, conversation.last_seq, item.sender, item.text, item.client_id, now
-        )
-        rows.append(_message_row(message))
-        results.append(Append(message, created=True, conversation=conversation))
-        if key is not None:
-            stored[key] = message  # a retry inside the same batch
-    if rows:
-        conn.execute(messages.insert(), rows)
-    return results
-
-
-def _stored_client_ids(
-    conn: sa.Connection, items: Sequence[_PendingAppend]
-) -> dict[tuple[str, str, str, str], Message]:
-    keys = {item.key for item in items if item.key is not None}
-    if not keys:
-        return {}
-    columns = sa.tuple_(
-        messages.c.conversation_id,
-        messages.c.sender_role,
-        messages.c.sender_id,
-        messages.c.client_id,
-    )
-    found = conn.execute(messages.select().where(columns.in_(list(keys)))).all()
-    return {
-        (row.conversation_id, row.sender_role, row.sender_id, row.client_id): _message(row._mapping)
-        for row in found
-    }

@@ -91,6 +91,53 @@ async def test_twenty_concurrent_retries_store_one_message(store: Store) -> None
     assert after is not None and after.message.seq == 3
 
 
+async def test_one_batch_over_many_conversations_numbers_each_in_arrival_order(
+    store: Store,
+) -> None:
+    first, second = await new_conversation(store), await new_conversation(store)
+    earlier = await store.append_message(first, VISITOR, "before", "old")
+    assert earlier is not None and earlier.message.seq == 2
+    # Submitted together (one batch): new messages to two conversations, a retry of a stored
+    # message, a retry inside the batch, and a conversation that does not exist.
+    calls = [
+        (first, "a1", "f1"),
+        (second, "b1", "s1"),
+        (first, "again", "old"),
+        (first, "a2", "f2"),
+        ("missing", "lost", "m1"),
+        (second, "b1 again", "s1"),
+        (second, "b2", "s2"),
+    ]
+    results = await asyncio.gather(
+        *(store.append_message(c, VISITOR, text, cid) for c, text, cid in calls)
+    )
+    summary = [
+        None if r is None else (r.message.conversation_id, r.message.seq, r.created)
+        for r in results
+    ]
+    assert summary == [
+        (first, 3, True),
+        (second, 2, True),
+        (first, 2, False),
+        (first, 4, True),
+        None,
+        (second, 2, False),
+        (second, 3, True),
+    ]
+    assert results[2] is not None and results[2].message == earlier.message
+    assert results[5] is not None and results[1] is not None
+    assert results[5].message == results[1].message
+    # Each new message carries its conversation as it was right after that message.
+    assert [r.conversation.last_seq for r in results if r is not None and r.conversation] == [
+        3,
+        2,
+        4,
+        3,
+    ]
+    assert await all_messages(store, first) == [(1, "Hello!"), (2, "before"), (3, "a1"), (4, "a2")]
+    assert await all_messages(store, second) == [(1, "Hello!"), (2, "b1"), (3, "b2")]
+
+
 async def test_retry_returns_the_stored_message_unchanged(store: Store) -> None:
     conversation_id = await new_conversation(store)
     first = await store.append_message(conversation_id, VISITOR, "hi", "c-1")
