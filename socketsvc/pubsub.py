@@ -10,6 +10,7 @@ or `/readyz` says not ready.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import logging
 import time
@@ -27,11 +28,14 @@ CANARY_INTERVAL = 1.0
 CANARY_DEADLINE = 3.0
 """Deaf when no canary came back for this long."""
 MAX_RESUBSCRIBE_DELAY = 2.0
+MAX_OUTBOX = 10_000
+"""Publishes kept while Redis does not take them; the oldest are dropped beyond this."""
 
 
 class RedisManager(socketio.AsyncRedisManager):  # type: ignore[misc]
-    """`AsyncRedisManager` that counts failed publishes, hears its canary, and resubscribes
-    within seconds (instead of backing off to a minute) after Redis comes back."""
+    """`AsyncRedisManager` that publishes from a queue in pipelines (emits never wait for
+    Redis), counts dropped publishes, hears its canary, and resubscribes within seconds
+    (instead of backing off to a minute) after Redis comes back."""
 
     def __init__(self, url: str, channel: str = "socketsvc", socket_timeout: float = 2.0) -> None:
         super().__init__(
@@ -42,15 +46,49 @@ class RedisManager(socketio.AsyncRedisManager):  # type: ignore[misc]
                 "socket_connect_timeout": socket_timeout,
             },
         )
+        self._outbox: collections.deque[Any] = collections.deque()
+        self._publisher: asyncio.Task[None] | None = None
         self.canary_heard_at = 0.0
         self.canary_started_at = time.monotonic()
         self._canary_seq = 0
 
-    async def _publish(self, data: Any) -> Any:
-        result = await super()._publish(data)
-        if result is None:  # the parent logs and gives up after two attempts
+    async def _publish(self, data: Any) -> None:
+        """Queue `data` for the publisher task and return at once.
+
+        An emit (and so a handler and its ack) never waits for Redis: the messages queued while
+        one round trip is in flight go out together in one pipeline, in order. While Redis is
+        unreachable at most MAX_OUTBOX messages wait; older ones are dropped (and counted), as
+        python-socketio drops a publish that fails twice.
+        """
+        if len(self._outbox) >= MAX_OUTBOX:
+            self._outbox.popleft()
             metrics.REDIS_PUBLISH_FAILURES.inc()
-        return result
+        self._outbox.append(data)
+        if self._publisher is None or self._publisher.done():
+            self._publisher = asyncio.get_running_loop().create_task(self._publish_outbox())
+
+    async def _publish_outbox(self) -> None:
+        while self._outbox:
+            batch = [self._outbox.popleft() for _ in range(min(len(self._outbox), 1000))]
+            payloads = [self.json.dumps(data) for data in batch]
+            for attempt in (1, 2):
+                try:
+                    if not getattr(self, "connected", False):
+                        self._redis_connect()
+                    async with self.redis.pipeline(transaction=False) as pipe:
+                        for payload in payloads:
+                            pipe.publish(self.channel, payload)
+                        await pipe.execute()
+                    break
+                except asyncio.CancelledError:
+                    raise
+                except Exception as exc:
+                    self.connected = False
+                    if attempt == 1:
+                        log.error("cannot publish to Redis (%s); retrying", exc)
+                    else:
+                        log.error("cannot publish to Redis (%s); dropped %d", exc, len(batch))
+                        metrics.REDIS_PUBLISH_FAILURES.inc(len(batch))
 
     async def _handle_callback(self, message: dict[str, Any]) -> None:
         if message.get("sid") == CANARY_SID:
@@ -90,7 +128,10 @@ class RedisManager(socketio.AsyncRedisManager):  # type: ignore[misc]
             metrics.CANARY_OK.set(1 if self.canary_ok else 0)
 
     async def close(self) -> None:
-        """Stop listening and close the Redis connections."""
+        """Publish what is queued (for up to a second), stop listening, close the connections."""
+        if self._publisher is not None and not self._publisher.done():
+            await asyncio.wait([self._publisher], timeout=1.0)
+            self._publisher.cancel()
         thread = getattr(self, "thread", None)
         if thread is not None:
             thread.cancel()

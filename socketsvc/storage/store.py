@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import sqlite3
 import uuid
 from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
@@ -63,8 +64,9 @@ class Store:
         self._write_lock = asyncio.Lock() if self.is_sqlite else None
         self._pending: list[PendingAppend] = []
         self._flushers = 0
-        # SQLite has one writer at a time; PostgreSQL commits several batches in parallel.
-        self._max_flushers = 1 if self.is_sqlite else 4
+        # One batch at a time on both: the messages that arrive while a batch is being stored
+        # form the next one, so a busy process writes fewer, larger transactions.
+        self._max_flushers = 1
         self._flush_tasks: set[asyncio.Task[None]] = set()
         self._sqlite: SqliteAppender | None = None
         self._checkpointer: WalCheckpointer | None = None
@@ -92,7 +94,7 @@ class Store:
             await asyncio.wait(set(self._flush_tasks), timeout=5.0)
         await self.engine.dispose()
         if self._sqlite is not None:
-            self._sqlite.close()
+            await self._sqlite.close()
         if self._checkpointer is not None:
             await self._checkpointer.close()
 
@@ -297,27 +299,48 @@ class Store:
         return await item.future
 
     async def _flush(self) -> None:
-        """Store pending appends in batches until none are left."""
+        """Store pending appends in batches until none are left.
+
+        On PostgreSQL the batches of one run share one pooled connection.
+        """
+        held: AsyncConnection | None = None
         try:
             while self._pending:
+                if self._sqlite is not None:
+                    await self._sqlite.syncer.idle()
+                elif held is None:
+                    held = await self.engine.connect()
                 batch = self._pending[:MAX_BATCH]
                 del self._pending[:MAX_BATCH]
                 try:
-                    results = await self._append_batch(batch)
+                    results, durable = await self._write_batch(batch, held)
                 except Exception:
+                    if held is not None:
+                        await held.close()
+                        held = None
                     # One bad item (or a client_id raced in by another process) spoils the
                     # whole transaction: redo the items one by one, each with its own outcome.
                     for item in batch:
                         await self._append_alone(item)
                     continue
-                for item, result in zip(batch, results, strict=True):
-                    _settle(item.future, result)
+                if durable is None:
+                    _settle_all(batch, results, None)
+                else:
+                    # SQLite: the batch is committed; its callers get it once it is on disk.
+                    durable.add_done_callback(
+                        functools.partial(_settle_when_durable, batch, results)
+                    )
         finally:
             self._flushers -= 1
+            if held is not None:
+                await held.close()
 
     async def _append_alone(self, item: PendingAppend) -> None:
         try:
-            result = (await self._append_batch([item]))[0]
+            results, durable = await self._write_batch([item])
+            if durable is not None:
+                await durable
+            result = results[0]
         except IntegrityError as exc:
             existing = None
             if item.client_id is not None:
@@ -333,12 +356,14 @@ class Store:
             return
         _settle(item.future, result)
 
-    async def _append_batch(self, items: Sequence[PendingAppend]) -> list[Append | None]:
+    async def _write_batch(
+        self, items: Sequence[PendingAppend], held: AsyncConnection | None = None
+    ) -> tuple[list[Append | None], asyncio.Future[None] | None]:
         """Store many appends in one transaction, on the driver (see `appends`).
 
-        SQLite: the stdlib driver, committing on a worker thread. PostgreSQL: asyncpg, on a
-        connection from the engine's pool. Driver errors come out as SQLAlchemy's
-        `IntegrityError` / `OperationalError`, like those of every other query.
+        Returns the results and, on SQLite, a future done once they are on disk (None when the
+        commit itself was durable). Driver errors come out as SQLAlchemy's `IntegrityError` /
+        `OperationalError`, like those of every other query.
         """
         now = utcnow()
         if self._sqlite is not None:
@@ -350,15 +375,23 @@ class Store:
                     raise IntegrityError("append", None, exc) from exc
                 except sqlite3.OperationalError as exc:
                     raise OperationalError("append", None, exc) from exc
+        if held is not None:
+            return await self._pg_batch(held, items, now), None
         async with self.engine.connect() as conn:
-            raw = await conn.get_raw_connection()
-            try:
-                return await pg_append(raw.driver_connection, items, now)
-            except asyncpg.IntegrityConstraintViolationError as exc:
-                raise IntegrityError("append", None, exc) from exc
-            except _PG_UNAVAILABLE as exc:
-                await conn.invalidate()
-                raise OperationalError("append", None, exc) from exc
+            return await self._pg_batch(conn, items, now), None
+
+    @staticmethod
+    async def _pg_batch(
+        conn: AsyncConnection, items: Sequence[PendingAppend], now: datetime
+    ) -> list[Append | None]:
+        raw = await conn.get_raw_connection()
+        try:
+            return await pg_append(raw.driver_connection, items, now)
+        except asyncpg.IntegrityConstraintViolationError as exc:
+            raise IntegrityError("append", None, exc) from exc
+        except _PG_UNAVAILABLE as exc:
+            await conn.invalidate()
+            raise OperationalError("append", None, exc) from exc
 
     async def message_by_client_id(
         self, conversation_id: str, sender: Sender, client_id: str
@@ -507,6 +540,27 @@ class Store:
         async with self.engine.connect() as conn:
             rows = (await conn.execute(query)).all()
         return [_conversation(row._mapping) for row in rows]
+
+
+def _settle_all(
+    items: Sequence[PendingAppend], results: Sequence[Append | None], error: Exception | None
+) -> None:
+    for item, result in zip(items, results, strict=True):
+        _settle(item.future, result if error is None else error)
+
+
+def _settle_when_durable(
+    items: Sequence[PendingAppend], results: Sequence[Append | None], durable: asyncio.Future[None]
+) -> None:
+    """Hand out a batch's results once its fsync is done (or an error if the fsync failed)."""
+    error: Exception | None = None
+    if durable.cancelled():
+        error = OperationalError("append", None, OSError("the durability wait was cancelled"))
+    else:
+        failure = durable.exception()
+        if failure is not None:
+            error = OperationalError("append", None, failure)
+    _settle_all(items, results, error)
 
 
 def _settle(future: asyncio.Future[Append | None], outcome: Append | Exception | None) -> None:
