@@ -27,7 +27,11 @@ def _callback(phase: str, info: dict[str, Any]) -> None:
     took = time.perf_counter() - _started[0]
     if took >= SLOW:
         # Counting the tracked objects takes a while itself: only after full collections.
-        tracked = f", tracked objects {len(gc.get_objects())}" if info["generation"] == 2 else ""
+        tracked = (
+            f", tracked objects {len(gc.get_objects())}, frozen {gc.get_freeze_count()}"
+            if info["generation"] == 2
+            else ""
+        )
         print(
             f"gc-probe: generation {info['generation']} took {took * 1000:.0f} ms "
             f"(collected {info['collected']}{tracked})",

@@ -11,7 +11,7 @@ from collections.abc import Callable, Sequence
 
 from aiohttp import web
 
-from socketsvc import __version__, logs
+from socketsvc import __version__, gcpolicy, logs
 from socketsvc.services import tokens_for
 from socketsvc.settings import Settings, SettingsError
 
@@ -110,7 +110,8 @@ async def serve(settings: Settings, host: str, port: int) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    await stop.wait()
+    async with gcpolicy.running(settings):
+        await stop.wait()
     log.info("shutting down")
     await runner.cleanup()
     log.info("stopped")

@@ -61,6 +61,10 @@ class Settings:
     agent_jwt_public_key: str | None = None
     agent_jwt_issuer: str | None = None
     agent_jwt_audience: str | None = None
+    gc_freeze_interval: float = 1.0
+    """Seconds between GC freeze steps (socketsvc.gcpolicy); 0: CPython's default collector."""
+    gc_full_growth: float = 25.0
+    """Growth of the memory blocks since the last full collection, in %, that triggers the next."""
 
     @property
     def is_sqlite(self) -> bool:
@@ -115,6 +119,8 @@ class Settings:
             agent_jwt_public_key=public_key,
             agent_jwt_issuer=reader.optional("AGENT_JWT_ISSUER"),
             agent_jwt_audience=reader.optional("AGENT_JWT_AUDIENCE"),
+            gc_freeze_interval=reader.number("GC_FREEZE_INTERVAL", 1.0, low=0.0, high=3600.0),
+            gc_full_growth=reader.number("GC_FULL_GROWTH", 25.0, low=1.0, high=1000.0),
         )
 
 
