@@ -48,14 +48,20 @@ class Step:
     """How long the step held the event loop."""
 
 
+MIN_GROWTH_BLOCKS = 250_000
+"""A small heap waits for at least this many more memory blocks (some 20 MB) before a full
+collection: otherwise a process warming up its caches would pay one every few seconds."""
+
+
 class GcPolicy:
     """Periodic freezing, with a full collection after `growth` of the memory blocks."""
 
-    def __init__(self, interval: float, growth: float) -> None:
+    def __init__(self, interval: float, growth: float, min_growth: int = MIN_GROWTH_BLOCKS) -> None:
         if interval <= 0 or growth <= 0:
             raise ValueError("interval and growth must be positive")
         self.interval = interval
         self.growth = growth
+        self.min_growth = min_growth
         self.baseline = 0
         """Memory blocks right after the last full collection (or start-up)."""
         self.full_collections = 0
@@ -63,7 +69,7 @@ class GcPolicy:
     @property
     def limit(self) -> int:
         """Memory blocks above which the next step is a full collection."""
-        return int(self.baseline * (1.0 + self.growth))
+        return self.baseline + max(int(self.baseline * self.growth), self.min_growth)
 
     def start(self) -> Step:
         """Collect everything and freeze what survives."""

@@ -75,7 +75,7 @@ def test_a_freeze_step_collects_new_garbage_and_freezes_the_survivors() -> None:
 
 
 def test_garbage_among_frozen_objects_is_collected_once_memory_grows_past_the_bound() -> None:
-    policy = GcPolicy(interval=30.0, growth=0.05)
+    policy = GcPolicy(interval=30.0, growth=0.05, min_growth=0)
     policy.start()
     connection = cycle()
     frozen_garbage = weakref.ref(connection)
@@ -91,6 +91,14 @@ def test_garbage_among_frozen_objects_is_collected_once_memory_grows_past_the_bo
     assert policy.full_collections == 1
     assert policy.baseline >= len(growth)
     assert policy.step().kind == "freeze"  # the bound moved with the live heap
+
+
+def test_a_small_heap_waits_for_the_minimum_growth() -> None:
+    policy = GcPolicy(interval=30.0, growth=0.05, min_growth=10**9)
+    policy.start()
+    growth = [[i] for i in range(int(policy.baseline * 0.06))]
+    assert policy.step().kind == "freeze"
+    assert len(growth) > 0
 
 
 async def test_running_applies_the_settings_until_the_block_ends() -> None:
