@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from socketsvc.namespaces.base import Namespace
+from socketsvc.namespaces.base import Connection, Namespace
 
 from socketsvc import metrics, rooms, schemas
 from socketsvc.errors import ServiceError, Unauthorized, Unavailable
@@ -47,8 +47,7 @@ class AgentNamespace(Namespace):
         except Exception:
             log.exception("%s connection failed", self.namespace)
             raise self.refuse(Unavailable("service unavailable")) from None
-        self.connection_opened(sid, address)
-        await self.save_session(sid, {"agent": agent})
+        self.connection_opened(sid, AgentConnection(address, agent))
         await self.enter_room(sid, rooms.AGENTS_ROOM)
         await self.enter_room(sid, rooms.agent(agent.id))
         metrics.CONNECTS.labels(namespace=self.namespace).inc()
@@ -133,8 +132,17 @@ class AgentNamespace(Namespace):
         return {}
 
     async def _who(self, sid: str) -> AgentIdentity:
-        session = await self.get_session(sid)
-        if not session or "agent" not in session:
+        connection = self.connection(sid)
+        if not isinstance(connection, AgentConnection):
             raise Unauthorized("no agent session on this connection")
-        agent: AgentIdentity = session["agent"]
-        return agent
+        return connection.agent
+
+
+class AgentConnection(Connection):
+    """An agent's connection: who the agent is."""
+
+    __slots__ = ("agent",)
+
+    def __init__(self, address: str, agent: AgentIdentity) -> None:
+        super().__init__(address)
+        self.agent = agent

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from socketsvc.namespaces.base import Namespace
+from socketsvc.namespaces.base import Connection, Namespace
 
 from socketsvc import metrics, rooms, schemas
 from socketsvc.conversations import visitor_sender
@@ -37,17 +37,9 @@ class ChatNamespace(Namespace):
         except Exception:
             log.exception("%s connection failed", self.namespace)
             raise self.refuse(Unavailable("service unavailable")) from None
-        self.connection_opened(sid, address)
         conversation = session.conversation
-        await self.save_session(
-            sid,
-            {
-                "visitor": session.visitor,
-                "conversation_id": conversation.id,
-            },
-        )
+        self.connection_opened(sid, VisitorConnection(address, session.visitor, conversation.id))
         await self.enter_room(sid, rooms.conversation(conversation.id))
-        await self.enter_room(sid, rooms.visitor(session.visitor.id))
         metrics.CONNECTS.labels(namespace=self.namespace).inc()
         if session.resumed:
             metrics.RESUMED.inc()
@@ -101,10 +93,21 @@ class ChatNamespace(Namespace):
         return {"state": conversation.state.value}
 
     async def _who(self, sid: str) -> tuple[Visitor, str]:
-        session = await self.get_session(sid)
-        if not session or "visitor" not in session:
+        connection = self.connection(sid)
+        if not isinstance(connection, VisitorConnection):
             raise Unauthorized("no visitor session on this connection")
-        return session["visitor"], session["conversation_id"]
+        return connection.visitor, connection.conversation_id
+
+
+class VisitorConnection(Connection):
+    """A visitor's connection: who it is and its conversation (whose room it is in)."""
+
+    __slots__ = ("conversation_id", "visitor")
+
+    def __init__(self, address: str, visitor: Visitor, conversation_id: str) -> None:
+        super().__init__(address)
+        self.visitor = visitor
+        self.conversation_id = conversation_id
 
 
 def _credentials(auth: Any) -> tuple[str | None, str | None]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import ipaddress
 import logging
 import time
-from collections import OrderedDict, defaultdict
+from collections import OrderedDict
 from dataclasses import dataclass, field
 
 from socketsvc.errors import RateLimited, Unavailable
@@ -16,7 +16,7 @@ Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 MAX_TRACKED_ADDRESSES = 100_000
 
 
-@dataclass
+@dataclass(slots=True)
 class TokenBucket:
     """`rate` tokens per second up to `burst`; `take()` is False when empty."""
 
@@ -52,7 +52,14 @@ class EventLimits:
 
 
 class ConnectionBudget:
-    """Per-connection buckets: messages, typing, and every event together."""
+    """Per-connection buckets: messages, typing, and every event together.
+
+    A new budget is full, as is one that has been idle for a while; namespaces therefore create
+    a connection's budget at its first event rather than when it connects (idle connections then
+    cost nothing here).
+    """
+
+    __slots__ = ("events", "limits", "messages", "strikes", "typing")
 
     def __init__(self, limits: EventLimits) -> None:
         self.limits = limits
@@ -87,7 +94,8 @@ class ConnectionGate:
         self.per_ip = per_ip
         self.total = total
         self._attempts: OrderedDict[str, TokenBucket] = OrderedDict()
-        self._open: defaultdict[str, int] = defaultdict(int)
+        self._open: dict[str, int] = {}
+        """Open connections per address; an address without any has no entry."""
         self._open_total = 0
 
     def admit(self, ip: str) -> None:
@@ -104,7 +112,7 @@ class ConnectionGate:
             raise RateLimited("too many connection attempts from your address")
         if self._open_total >= self.total:
             raise Unavailable("this server is full; try again shortly")
-        if self._open[ip] >= self.per_ip:
+        if self._open.get(ip, 0) >= self.per_ip:
             raise RateLimited("too many open connections from your address")
 
     def _forget_one(self) -> None:
@@ -119,15 +127,17 @@ class ConnectionGate:
         self._attempts.popitem(last=False)
 
     def opened(self, ip: str) -> None:
-        self._open[ip] += 1
+        self._open[ip] = self._open.get(ip, 0) + 1
         self._open_total += 1
 
     def closed(self, ip: str) -> None:
-        if self._open.get(ip, 0) > 0:
-            self._open[ip] -= 1
+        count = self._open.get(ip, 0)
+        if count > 0:
             self._open_total -= 1
-            if self._open[ip] == 0:
+            if count == 1:
                 del self._open[ip]
+            else:
+                self._open[ip] = count - 1
 
     @property
     def open_total(self) -> int:

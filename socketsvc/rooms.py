@@ -17,8 +17,3 @@ def conversation(conversation_id: str) -> str:
 def agent(agent_id: str) -> str:
     """Every connection of one agent, in /agent."""
     return f"agent:{agent_id}"
-
-
-def visitor(visitor_id: str) -> str:
-    """Every connection of one visitor, in /chat."""
-    return f"visitor:{visitor_id}"

@@ -19,7 +19,7 @@ import pytest
 import socketio
 from multidict import CIMultiDict
 
-from socketsvc.keys import SERVICES
+from socketsvc.keys import SERVICES, SIO
 from socketsvc.tokens import TokenService
 from tests.conftest import SECRET, AppServer
 from tests.support.chat_client import ChatClient
@@ -112,6 +112,26 @@ async def test_message_burst_then_rate_limited_then_refilled(start_app, clients)
     texts = [m["text"] for m in synced["messages"] if m["sender"]["role"] == "visitor"]
     assert texts == [f"burst {i}" for i in range(5)] + ["later 0", "later 1"]
     assert client.sio.connected
+
+
+async def test_a_budget_is_made_at_the_first_event_and_forgotten_at_disconnect(start_app, clients):
+    server = await start_app(MESSAGE_RATE=1, MESSAGE_BURST=2)
+    client = await visitor(server, clients)
+    chat = server.app[SIO].namespace_handlers["/chat"]
+    (connection,) = chat._connections.values()
+    show("idle visitor: budget", connection.budget)
+    assert connection.budget is None  # idle connections carry no buckets
+    burst = [code_of(await client.send(f"m{i}")) for i in range(3)]
+    show("3 messages at once, MESSAGE_BURST=2", burst)
+    assert burst == ["ok", "ok", "rate_limited"]
+    assert connection.budget is not None
+    await client.sio.disconnect()
+    for _ in range(100):
+        if not chat._connections:
+            break
+        await asyncio.sleep(0.05)
+    assert not chat._connections
+    assert server.app[SERVICES].gate.open_total == 0
 
 
 async def test_sustained_flooding_disconnects_the_client_and_is_counted(start_app, clients):

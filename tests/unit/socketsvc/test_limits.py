@@ -139,6 +139,12 @@ def test_budget_strikes_make_a_connection_abusive_and_reset_on_success(clock: Cl
     assert budget.strikes == 0
 
 
+def test_budgets_and_buckets_have_no_instance_dicts():
+    budget = ConnectionBudget(EventLimits(1.0, 1.0))
+    for item in (budget, budget.messages, budget.typing, budget.events):
+        assert not hasattr(item, "__dict__")
+
+
 def test_budget_abuse_threshold_is_configurable(clock: Clock):
     budget = ConnectionBudget(EventLimits(1.0, 1.0, abuse_strikes=2))
     budget.admit("message")
@@ -207,6 +213,18 @@ def test_gate_close_never_goes_negative(clock: Clock):
     gate.admit("192.0.2.9")
     gate.opened("192.0.2.9")
     assert gate.open_total == 1
+
+
+def test_gate_keeps_no_per_address_count_without_open_connections(clock: Clock):
+    gate = ConnectionGate(attempts_per_minute=10, per_ip=5, total=100)
+    gate.admit("192.0.2.8")  # admitted, then refused further on (a bad token): never opened
+    assert gate._open == {}
+    gate.opened("192.0.2.8")
+    gate.opened("192.0.2.8")
+    gate.closed("192.0.2.8")
+    assert gate._open == {"192.0.2.8": 1}
+    gate.closed("192.0.2.8")
+    assert gate._open == {} and gate.open_total == 0
 
 
 def test_gate_refused_attempts_still_count_as_attempts(clock: Clock):
