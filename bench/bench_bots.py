@@ -1,8 +1,8 @@
 """A bot that never answers, for benchmarks: ``BOT=bench_bots:noop`` with ``PYTHONPATH=bench``.
 
-socketsvc's bot runner still runs for each visitor message in the `bot` state (it reads the
-conversation and visitor and emits `typing` true/false around the bot's reply) but stores and
-pushes no reply, so a benchmark measures the visitor's own message rather than twice the work.
+socketsvc's bot runner still runs for each visitor message in the `bot` state (a task that asks
+this bot and, as the bot answers at once with nothing, pushes no `typing`), so a benchmark
+measures the visitor's own message rather than twice the work.
 """
 
 from __future__ import annotations
