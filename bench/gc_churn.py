@@ -170,12 +170,7 @@ def main() -> int:
     parser.add_argument("--freeze-interval", type=float, default=1.0, help="GC_FREEZE_INTERVAL")
     parser.add_argument("--full-growth", type=float, default=25.0, help="GC_FULL_GROWTH (%%)")
     args = parser.parse_args()
-    try:
-        return asyncio.run(churn(args))
-    except KeyboardInterrupt:
-        return 130
-    finally:
-        harness.kill_all_servers()
+    return harness.run_bench(churn(args))
 
 
 if __name__ == "__main__":

@@ -19,7 +19,7 @@ import threading
 import time
 import uuid
 from collections import Counter, deque
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -307,6 +307,16 @@ def kill_all_servers() -> None:
     for server in list(_live):
         with contextlib.suppress(Exception):
             server.stop(timeout=5)
+
+
+def run_bench(bench: Coroutine[Any, Any, int]) -> int:
+    """Run a bench's main coroutine; exit status 130 on Ctrl-C; never leave servers behind."""
+    try:
+        return asyncio.run(bench)
+    except KeyboardInterrupt:
+        return 130
+    finally:
+        kill_all_servers()
 
 
 @dataclass(frozen=True)

@@ -792,12 +792,7 @@ def main() -> int:
         "(default 60; 0: don't wait)",
     )
     args = parser.parse_args()
-    try:
-        return asyncio.run(main_async(args))
-    except KeyboardInterrupt:
-        return 130
-    finally:
-        harness.kill_all_servers()
+    return harness.run_bench(main_async(args))
 
 
 if __name__ == "__main__":

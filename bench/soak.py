@@ -273,12 +273,7 @@ def main() -> int:
         help="start socketsvc through bench/gc_probe.py and list its slow GC collections",
     )
     args = parser.parse_args()
-    try:
-        return asyncio.run(soak(args))
-    except KeyboardInterrupt:
-        return 130
-    finally:
-        harness.kill_all_servers()
+    return harness.run_bench(soak(args))
 
 
 if __name__ == "__main__":

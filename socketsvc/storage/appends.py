@@ -132,10 +132,16 @@ def update_sql(shape: tuple[tuple[str, ...], int, bool], mark: Callable[[int], s
     return sql + " RETURNING " + ", ".join(CONVERSATION_COLUMNS)
 
 
-def new_message_row(item: PendingAppend, seq: int, now: datetime) -> Message:
-    return Message(
-        uuid.uuid4().hex, item.conversation_id, seq, item.client_id, item.sender, item.text, now
-    )
+def new_message(
+    conversation_id: str,
+    seq: int,
+    sender: Sender,
+    text: str,
+    client_id: str | None,
+    now: datetime,
+) -> Message:
+    """A message about to be stored, with a fresh id."""
+    return Message(uuid.uuid4().hex, conversation_id, seq, client_id, sender, text, now)
 
 
 def message_values(message: Message, stamp: Any) -> tuple[Any, ...]:
@@ -204,7 +210,9 @@ class _Batch:
 
     def numbered(self, index: int, conversation: Conversation, now: datetime) -> None:
         item = self.items[index]
-        message = new_message_row(item, conversation.last_seq, now)
+        message = new_message(
+            item.conversation_id, conversation.last_seq, item.sender, item.text, item.client_id, now
+        )
         self.rows.append(message)
         self.results[index] = Append(message, created=True, conversation=conversation)
         key = item.key

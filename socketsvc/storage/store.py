@@ -31,6 +31,7 @@ from socketsvc.storage.appends import (
     PendingAppend,
     SqliteAppender,
     check_values,
+    new_message,
     pg_append,
 )
 from socketsvc.storage.checkpoints import WalCheckpointer
@@ -185,7 +186,7 @@ class Store:
                 )
             await conn.execute(conversations.insert().values(**row))
             if greeting is not None:
-                message = _new_message(conversation.id, 1, greeting[0], greeting[1], None, now)
+                message = new_message(conversation.id, 1, greeting[0], greeting[1], None, now)
                 await conn.execute(messages.insert().values(**_message_row(message)))
                 stored.append(message)
         return Transition(conversation, stored)
@@ -245,7 +246,7 @@ class Store:
             conversation = _conversation(row._mapping)
             first = conversation.last_seq - len(add) + 1
             stored = [
-                _new_message(conversation_id, first + i, sender, text, None, now)
+                new_message(conversation_id, first + i, sender, text, None, now)
                 for i, (sender, text) in enumerate(add)
             ]
             if stored:
@@ -579,17 +580,6 @@ def new_id() -> str:
 
 def _aware(moment: datetime) -> datetime:
     return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
-
-
-def _new_message(
-    conversation_id: str,
-    seq: int,
-    sender: Sender,
-    text: str,
-    client_id: str | None,
-    now: datetime,
-) -> Message:
-    return Message(new_id(), conversation_id, seq, client_id, sender, text, now)
 
 
 def _message_row(message: Message) -> dict[str, Any]:
