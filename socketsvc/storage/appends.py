@@ -342,7 +342,6 @@ class WalSyncer:
         self._waiting: list[asyncio.Future[None]] = []
         self._task: asyncio.Task[None] | None = None
         self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="wal-fsync")
-        self.syncs = 0
 
     async def idle(self) -> None:
         """Wait until no fsync is in flight.
@@ -386,7 +385,6 @@ class WalSyncer:
             finally:
                 os.close(directory)
         os.fdatasync(self._fd)
-        self.syncs += 1
 
     async def close(self) -> None:
         if self._task is not None:
