@@ -1,13 +1,25 @@
-"""LeanQueue, the packet queue of every Engine.IO socket: asyncio.Queue's behaviour, less memory."""
+"""LeanQueue, the packet queue of every Engine.IO socket: asyncio.Queue's behaviour, less memory;
+and LeanSocket, python-engineio's socket without a task per WebSocket packet, over real
+connections."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import json
+import time
 import tracemalloc
+from collections.abc import AsyncIterator
+from typing import Any
 
+import aiohttp
 import pytest
+import socketio
+from aiohttp import web
+from engineio import exceptions as eio_exceptions
+from engineio import packet as eio_packet
 
-from socketsvc.server import EngineServer, LeanQueue, SocketServer
+from socketsvc.server import EngineServer, LeanQueue, LeanSocket, SocketServer, _Timeout
 
 
 def test_items_come_out_in_order_and_an_empty_queue_holds_no_deque():
@@ -92,3 +104,291 @@ def test_every_engineio_socket_gets_a_lean_queue():
     server = SocketServer(async_mode="aiohttp")
     assert isinstance(server.eio, EngineServer)
     assert isinstance(server.eio.create_queue(), LeanQueue)
+
+
+# -- _Timeout: asyncio.timeout() as a plain `with` -------------------------------------------
+
+
+async def test_a_timeout_that_expires_raises_timeout_error_and_leaves_the_task_uncancelled():
+    started = time.monotonic()
+    with pytest.raises(TimeoutError), _Timeout(0.05):
+        await asyncio.sleep(5)
+    assert 0.04 < time.monotonic() - started < 1
+    task = asyncio.current_task()
+    assert task is not None and task.cancelling() == 0
+    await asyncio.sleep(0.01)  # no cancellation left over
+
+
+async def test_a_wait_that_ends_in_time_disarms_the_timeout():
+    with _Timeout(0.05):
+        await asyncio.sleep(0.01)
+    await asyncio.sleep(0.1)  # the deadline has passed: nothing is cancelled
+
+
+async def test_a_cancellation_from_elsewhere_stays_a_cancellation():
+    entered = asyncio.Event()
+
+    async def wait() -> None:
+        with _Timeout(5):
+            entered.set()
+            await asyncio.sleep(5)
+
+    task = asyncio.create_task(wait())
+    await entered.wait()
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+
+
+# -- LeanSocket.poll() ----------------------------------------------------------------------
+
+
+def lean_socket(ping_interval: float = 5, ping_timeout: float = 5) -> LeanSocket:
+    server = EngineServer(
+        async_mode="aiohttp", ping_interval=ping_interval, ping_timeout=ping_timeout
+    )
+    return LeanSocket(server, "sid")
+
+
+async def test_poll_returns_the_queued_packets_as_one_batch():
+    sock = lean_socket()
+    assert isinstance(sock.queue, LeanQueue)
+    packets = [eio_packet.Packet(eio_packet.MESSAGE, data=str(i)) for i in range(3)]
+    for pkt in packets:
+        sock.queue.put_nowait(pkt)
+    assert await sock.poll() == packets
+    sock.queue.put_nowait(None)
+    assert await sock.poll() == []
+    await asyncio.wait_for(sock.queue.join(), 1)  # every packet marked done
+
+
+async def test_poll_stops_at_the_end_marker_and_keeps_it():
+    sock = lean_socket()
+    first = eio_packet.Packet(eio_packet.MESSAGE, data="last")
+    sock.queue.put_nowait(first)
+    sock.queue.put_nowait(None)
+    assert await sock.poll() == [first]
+    assert await sock.poll() == []
+
+
+async def test_poll_raises_queue_empty_after_ping_interval_plus_timeout():
+    sock = lean_socket(ping_interval=0.05, ping_timeout=0.05)
+    started = time.monotonic()
+    with pytest.raises(eio_exceptions.QueueEmpty):
+        await sock.poll()
+    assert 0.09 < time.monotonic() - started < 1
+    assert not sock.queue._getters
+
+
+async def test_a_cancelled_poll_raises_queue_empty():
+    sock = lean_socket()
+    poll = asyncio.create_task(sock.poll())
+    await asyncio.sleep(0.01)
+    poll.cancel()
+    with pytest.raises(eio_exceptions.QueueEmpty):
+        await poll
+
+
+# -- LeanSocket, over real connections ------------------------------------------------------
+
+CLOSED_TYPES = (
+    aiohttp.WSMsgType.CLOSE,
+    aiohttp.WSMsgType.CLOSING,
+    aiohttp.WSMsgType.CLOSED,
+    aiohttp.WSMsgType.ERROR,
+)
+
+
+@contextlib.asynccontextmanager
+async def serving(
+    server_class: type[socketio.AsyncServer] = SocketServer, **options: Any
+) -> AsyncIterator[tuple[Any, str]]:
+    """A Socket.IO server with an `echo` event (acked, and emitted back as `echoed`) on an
+    ephemeral port; no service task, so only the sockets themselves time connections out."""
+    sio = server_class(async_mode="aiohttp", async_handlers=False, monitor_clients=False, **options)
+
+    @sio.on("echo")  # type: ignore[misc]
+    async def echo(sid: str, data: Any) -> Any:
+        await sio.emit("echoed", data, to=sid)
+        return data
+
+    app = web.Application()
+    sio.attach(app)
+    runner = web.AppRunner(app, shutdown_timeout=1.0)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    host, port = runner.addresses[0][:2]
+    try:
+        yield sio, f"http://{host}:{port}"
+    finally:
+        await sio.shutdown()
+        await runner.cleanup()
+
+
+async def open_websocket(
+    http: aiohttp.ClientSession, url: str
+) -> tuple[aiohttp.ClientWebSocketResponse, str]:
+    """A raw Engine.IO WebSocket (no Socket.IO namespace yet) and its sid."""
+    ws = await http.ws_connect(f"{url}/socket.io/?EIO=4&transport=websocket", max_msg_size=0)
+    opened = await ws.receive(timeout=5)
+    assert opened.type == aiohttp.WSMsgType.TEXT and opened.data.startswith("0{")
+    return ws, json.loads(opened.data[1:])["sid"]
+
+
+async def connect_namespace(ws: aiohttp.ClientWebSocketResponse) -> None:
+    await ws.send_str("40")
+    connected = await ws.receive(timeout=5)
+    assert connected.type == aiohttp.WSMsgType.TEXT and connected.data.startswith("40{")
+
+
+async def test_websocket_and_polling_sockets_are_lean_sockets():
+    async with serving() as (sio, url), aiohttp.ClientSession() as http:
+        ws, ws_sid = await open_websocket(http, url)
+        async with http.get(f"{url}/socket.io/?EIO=4&transport=polling") as response:
+            assert response.status == 200
+            polling_sid = json.loads((await response.text())[1:])["sid"]
+        assert type(sio.eio.sockets[ws_sid]) is LeanSocket
+        assert type(sio.eio.sockets[polling_sid]) is LeanSocket
+        await ws.close()
+
+
+def waiting_tasks() -> list[str]:
+    """The tasks python-engineio's own `AsyncSocket` keeps per idle WebSocket connection."""
+    names = []
+    for task in asyncio.all_tasks():
+        name = task.get_coro().__qualname__  # type: ignore[union-attr]
+        if name in ("AsyncSocket._websocket_handler.<locals>.websocket_wait", "Queue.get"):
+            names.append(name)
+    return names
+
+
+@pytest.mark.parametrize(
+    ("server_class", "per_connection"), [(SocketServer, 0), (socketio.AsyncServer, 2)]
+)
+async def test_an_idle_websocket_holds_no_task_for_its_waits(server_class, per_connection):
+    """socketio.AsyncServer, python-engineio's socket, is the control: a task for the frame it
+    waits for and one for the queue's `get()`."""
+    async with serving(server_class) as (_, url), aiohttp.ClientSession() as http:
+        sockets = [await open_websocket(http, url) for _ in range(5)]
+        for ws, _ in sockets:
+            await connect_namespace(ws)
+        await asyncio.sleep(0.1)  # every writer back in poll(), every reader in receive
+        assert len(waiting_tasks()) == 5 * per_connection
+        for ws, _ in sockets:
+            await ws.close()
+
+
+async def read_until_closed(
+    ws: aiohttp.ClientWebSocketResponse, seconds: float, pong: bool = True
+) -> list[str]:
+    """The text frames received until the server closes the connection (or `seconds` pass),
+    answering each PING with a PONG if `pong`."""
+    frames: list[str] = []
+    deadline = time.monotonic() + seconds
+    while (left := deadline - time.monotonic()) > 0:
+        try:
+            message = await ws.receive(timeout=left)
+        except TimeoutError:
+            break
+        if message.type in CLOSED_TYPES:
+            frames.append("<closed>")
+            break
+        frames.append(message.data)
+        if message.data == "2" and pong:
+            await ws.send_str("3")
+    return frames
+
+
+async def test_a_client_that_stops_answering_pings_is_closed_after_interval_plus_timeout():
+    async with (
+        serving(ping_interval=1.0, ping_timeout=0.5) as (sio, url),
+        aiohttp.ClientSession() as http,
+    ):
+        started = time.monotonic()
+        silent, sid = await open_websocket(http, url)
+        lively, _ = await open_websocket(http, url)
+
+        async def until_silent_is_closed() -> tuple[list[str], float]:
+            frames = await read_until_closed(silent, 4.0, pong=False)
+            return frames, time.monotonic() - started
+
+        (silent_frames, closed_after), lively_frames = await asyncio.gather(
+            until_silent_is_closed(), read_until_closed(lively, 2.7)
+        )
+        # The silent client's last frame reached the server at 0 s (the handshake), so the
+        # server's receive gives up at 1.5 s; its writer, idle since the ping at 1 s, would only
+        # give up at 2.5 s.
+        assert silent_frames == ["2", "<closed>"]
+        assert 1.2 < closed_after < 3.0, closed_after
+        assert sid not in sio.eio.sockets or sio.eio.sockets[sid].closed
+        # The other client answers every ping: two in 2.7 s, and it is still connected.
+        assert lively_frames == ["2", "2"]
+        assert not lively.closed
+        await lively.close()
+
+
+async def test_a_frame_over_max_http_buffer_size_closes_the_connection():
+    async with (
+        serving(max_http_buffer_size=1000) as (sio, url),
+        aiohttp.ClientSession() as http,
+    ):
+        ws, sid = await open_websocket(http, url)
+        await connect_namespace(ws)
+        prefix = '421["echo","'
+        # aiohttp (max_msg_size=max_http_buffer_size) already refuses a frame of exactly 1000
+        text = "x" * (999 - len(prefix) - 2)
+        await ws.send_str(f'{prefix}{text}"]')
+        replies = [(await ws.receive(timeout=5)).data for _ in range(2)]
+        assert replies == [f'42["echoed","{text}"]', f'431["{text}"]']
+
+        await ws.send_str(f'{prefix}{text}xx"]')
+        assert await read_until_closed(ws, 5.0) == ["<closed>"]
+        for _ in range(50):
+            if sid not in sio.eio.sockets or sio.eio.sockets[sid].closed:
+                break
+            await asyncio.sleep(0.02)
+        assert sid not in sio.eio.sockets or sio.eio.sockets[sid].closed
+
+
+async def test_many_messages_round_trip_in_order_over_a_websocket():
+    async with serving() as (sio, url), aiohttp.ClientSession() as http:
+        ws, sid = await open_websocket(http, url)
+        await connect_namespace(ws)
+        assert type(sio.eio.sockets[sid]) is LeanSocket
+        count = 2000
+        for i in range(count):  # all sent before any is read: the server batches its replies
+            await ws.send_str(f'42["echo",{i}]')
+        received = []
+        while len(received) < count:
+            message = await ws.receive(timeout=5)
+            assert message.type == aiohttp.WSMsgType.TEXT, message
+            event, number = json.loads(message.data[2:])
+            assert event == "echoed"
+            received.append(number)
+        assert received == list(range(count))
+        await ws.close()
+
+
+async def test_polling_upgrades_to_websocket_and_both_carry_messages():
+    async with serving() as (sio, url):
+        client = socketio.AsyncClient(reconnection=False)
+        await client.connect(url, transports=["polling", "websocket"], wait_timeout=10)
+        try:
+            assert client.transport() == "websocket"
+            sock = sio.eio.sockets[client.eio.sid]
+            assert type(sock) is LeanSocket and sock.upgraded and not sock.upgrading
+            for i in range(20):
+                assert await client.call("echo", {"n": i}, timeout=5) == {"n": i}
+        finally:
+            await client.disconnect()
+
+        polling = socketio.AsyncClient(reconnection=False)
+        await polling.connect(url, transports=["polling"], wait_timeout=10)
+        try:
+            assert polling.transport() == "polling"
+            assert type(sio.eio.sockets[polling.eio.sid]) is LeanSocket
+            for i in range(20):
+                assert await polling.call("echo", [i, "x"], timeout=5) == [i, "x"]
+        finally:
+            await polling.disconnect()
