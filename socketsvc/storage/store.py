@@ -24,6 +24,7 @@ import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from socketsvc import metrics
 from socketsvc.models import Conversation, Message, Role, Sender, State, Visitor, utcnow
 from socketsvc.settings import sqlite_path
 from socketsvc.storage.appends import (
@@ -313,6 +314,7 @@ class Store:
                     held = await self.engine.connect()
                 batch = self._pending[:MAX_BATCH]
                 del self._pending[:MAX_BATCH]
+                metrics.APPEND_BATCHES.inc()
                 try:
                     results, durable = await self._write_batch(batch, held)
                 except Exception:
