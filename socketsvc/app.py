@@ -15,6 +15,7 @@ from socketsvc.bots.loader import load_bot
 from socketsvc.broadcast import SocketIOBroadcaster
 from socketsvc.connections import ConnectionCollector
 from socketsvc.keys import APP_METRICS, BOT, REDIS, SERVICES, SETTINGS, SIO, STORE
+from socketsvc.managers import LeanManager
 from socketsvc.namespaces.agent import AgentNamespace
 from socketsvc.namespaces.chat import ChatNamespace
 from socketsvc.origins import cors_setting
@@ -34,13 +35,16 @@ MAX_HTTP_BUFFER = 64 * 1024
 def create_app(settings: Settings) -> web.Application:
     app = web.Application(client_max_size=MAX_HTTP_BUFFER * 2)
     app[SETTINGS] = settings
-    manager = None
+    manager: LeanManager
     if settings.redis_url is not None:
         # Short socket timeouts: a hung Redis must not stall emits for long (DESIGN.md).
-        manager = RedisManager(
+        redis_manager = RedisManager(
             settings.redis_url, channel=settings.redis_channel, socket_timeout=2.0
         )
-        app[REDIS] = manager
+        app[REDIS] = redis_manager
+        manager = redis_manager
+    else:
+        manager = LeanManager()
     sio = SocketServer(
         async_mode="aiohttp",
         client_manager=manager,

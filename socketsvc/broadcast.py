@@ -8,6 +8,7 @@ from typing import Any, Protocol
 import socketio
 
 from socketsvc import rooms
+from socketsvc.managers import LeanManager, Target
 
 log = logging.getLogger(__name__)
 
@@ -48,12 +49,16 @@ class SocketIOBroadcaster:
         data: dict[str, Any],
         skip: str | None = None,
     ) -> None:
-        room = rooms.conversation(conversation_id)
-        await self.sio.emit(event, data, room=room, namespace=rooms.CHAT, skip_sid=skip)
+        targets: list[Target] = [(rooms.CHAT, rooms.conversation(conversation_id))]
         if agent_id is not None:
-            await self.sio.emit(
-                event, data, room=rooms.agent(agent_id), namespace=rooms.AGENT, skip_sid=skip
-            )
+            targets.append((rooms.AGENT, rooms.agent(agent_id)))
+        manager = self.sio.manager
+        if isinstance(manager, LeanManager):
+            # One emit for both rooms: with Redis, one message for the other processes.
+            await manager.emit_to_rooms(event, data, targets, skip_sid=skip)
+            return
+        for namespace, room in targets:
+            await self.sio.emit(event, data, room=room, namespace=namespace, skip_sid=skip)
 
     async def to_agent(self, agent_id: str, event: str, data: dict[str, Any]) -> None:
         await self.sio.emit(event, data, room=rooms.agent(agent_id), namespace=rooms.AGENT)

@@ -10,16 +10,19 @@ or `/readyz` says not ready.
 from __future__ import annotations
 
 import asyncio
+import base64
 import collections
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 import socketio
+from socketio.packet import Packet
 
 from socketsvc import metrics
+from socketsvc.managers import LeanManager, Target
 
 log = logging.getLogger(__name__)
 
@@ -32,10 +35,16 @@ MAX_OUTBOX = 10_000
 """Publishes kept while Redis does not take them; the oldest are dropped beyond this."""
 
 
-class RedisManager(socketio.AsyncRedisManager):  # type: ignore[misc]
+class RedisManager(socketio.AsyncRedisManager, LeanManager):  # type: ignore[misc]
     """`AsyncRedisManager` that publishes from a queue in pipelines (emits never wait for
-    Redis), counts dropped publishes, hears its canary, and resubscribes within seconds
-    (instead of backing off to a minute) after Redis comes back."""
+    Redis), counts dropped publishes, hears its canary, resubscribes within seconds (instead of
+    backing off to a minute) after Redis comes back, and sends an emit to several rooms as one
+    message.
+
+    `LeanManager` comes after python-socketio's pub/sub manager in the method resolution order,
+    so the local delivery of every emit (this process's own and other processes') is its
+    direct one.
+    """
 
     def __init__(self, url: str, channel: str = "socketsvc", socket_timeout: float = 2.0) -> None:
         super().__init__(
@@ -89,6 +98,51 @@ class RedisManager(socketio.AsyncRedisManager):  # type: ignore[misc]
                     else:
                         log.error("cannot publish to Redis (%s); dropped %d", exc, len(batch))
                         metrics.REDIS_PUBLISH_FAILURES.inc(len(batch))
+
+    async def emit_to_rooms(
+        self, event: str, data: Any, targets: Sequence[Target], skip_sid: Any = None
+    ) -> None:
+        """Emit the same event to several (namespace, room) targets with one Redis message.
+
+        The message is python-socketio's `emit` message for the first target plus `targets`,
+        the whole list. Every process of this release delivers it to each target; a process of
+        an older release (during a rolling restart) reads it as a plain emit to the first
+        target only. One target is a plain emit.
+        """
+        if not targets:
+            return
+        namespace, room = targets[0]
+        if len(targets) == 1:
+            await self.emit(event, data, namespace=namespace, room=room, skip_sid=skip_sid)
+            return
+        # The data as AsyncPubSubManager.emit packs it.
+        args = list(data) if isinstance(data, tuple) else [data]
+        binary = Packet.data_is_binary(args)
+        if binary:
+            args, attachments = Packet.deconstruct_binary(args)
+            args = [args, *[base64.b64encode(a).decode() for a in attachments]]
+        message = {
+            "method": "emit",
+            "event": event,
+            "data": args,
+            "binary": binary,
+            "namespace": namespace,
+            "room": room,
+            "skip_sid": skip_sid,
+            "callback": None,
+            "host_id": self.host_id,
+            "targets": [[namespace, room] for namespace, room in targets],
+        }
+        await self._handle_emit(message)  # this process's connections
+        await self._publish(message)  # the other processes'
+
+    async def _handle_emit(self, message: dict[str, Any]) -> None:
+        targets = message.get("targets")
+        if targets is None:  # python-socketio's own emit message
+            await super()._handle_emit(message)
+            return
+        for namespace, room in targets:
+            await super()._handle_emit({**message, "namespace": namespace, "room": room})
 
     async def _handle_callback(self, message: dict[str, Any]) -> None:
         if message.get("sid") == CANARY_SID:
