@@ -576,7 +576,9 @@ async def _pg_plain_batch(
         message = Message(
             ids[position], item.conversation_id, seq, item.client_id, item.sender, item.text, now
         )
-        batch.store(index, message, replace(conversation, last_seq=seq))
+        if seq != conversation.last_seq:  # not the conversation's last message of the batch
+            conversation = replace(conversation, last_seq=seq)
+        batch.store(index, message, conversation)
     for index in order:
         if batch.results[index] is None:
             batch.duplicate(index)
