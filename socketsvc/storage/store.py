@@ -309,17 +309,17 @@ class Store:
         """Store pending appends in batches until none are left."""
         try:
             while self._pending:
-                held = None
                 if self._sqlite is not None:
                     await self._sqlite.syncer.idle()
-                else:
-                    if self._append_conn is None:
-                        self._append_conn = await self.engine.connect()
-                    held = self._append_conn
                 batch = self._pending[:MAX_BATCH]
                 del self._pending[:MAX_BATCH]
                 metrics.APPEND_BATCHES.inc()
                 try:
+                    held = None
+                    if self._sqlite is None:
+                        if self._append_conn is None:
+                            self._append_conn = await self.engine.connect()
+                        held = self._append_conn
                     results, durable = await self._write_batch(batch, held)
                 except Exception:
                     await self._drop_append_conn()
