@@ -136,7 +136,7 @@ class BotRunner:
             return None
         assert appended.conversation is not None
         self._after_reply[conversation.id] = appended.conversation
-        metrics.MESSAGES_STORED.labels(role=Role.BOT.value).inc()
+        metrics.stored(Role.BOT.value).inc()
         if not reply.matched:
             metrics.BOT_FALLBACKS.inc()
         return appended

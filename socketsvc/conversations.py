@@ -135,7 +135,7 @@ class ConversationService:
             )
             conversation = created.conversation
             greeting = created.messages[0]
-            metrics.MESSAGES_STORED.labels(role=Role.BOT.value).inc()
+            metrics.stored(Role.BOT.value).inc()
             metrics.CONVERSATIONS_STARTED.inc()
             # A conversation created just now has no agent, queue position or read marks.
             context = ConversationContext(None, None, [])
@@ -186,7 +186,7 @@ class ConversationService:
         if not appended.created:
             metrics.DUPLICATES.inc()
             return appended.message
-        metrics.MESSAGES_STORED.labels(role=Role.VISITOR.value).inc()
+        metrics.stored(Role.VISITOR.value).inc()
         conversation = appended.conversation
         assert conversation is not None
         await self.publish(conversation, appended.message)
@@ -213,7 +213,7 @@ class ConversationService:
                 raise NotFound("no such conversation")
             raise Forbidden("this conversation is not assigned to you")
         if appended.created:
-            metrics.MESSAGES_STORED.labels(role=Role.AGENT.value).inc()
+            metrics.stored(Role.AGENT.value).inc()
             assert appended.conversation is not None
             await self.publish(appended.conversation, appended.message)
         else:

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
-from collections.abc import Iterator
 
 
 class Lifecycle:
@@ -16,16 +14,19 @@ class Lifecycle:
         self._idle = asyncio.Event()
         self._idle.set()
 
-    @contextlib.contextmanager
-    def handling(self) -> Iterator[None]:
+    def handling(self) -> Lifecycle:
+        """`with lifecycle.handling():` around a client event, counted while it runs (a plain
+        context manager, not a generator: it wraps every event)."""
+        return self
+
+    def __enter__(self) -> None:
         self._in_flight += 1
         self._idle.clear()
-        try:
-            yield
-        finally:
-            self._in_flight -= 1
-            if self._in_flight == 0:
-                self._idle.set()
+
+    def __exit__(self, *exc: object) -> None:
+        self._in_flight -= 1
+        if self._in_flight == 0:
+            self._idle.set()
 
     @property
     def in_flight(self) -> int:

@@ -21,6 +21,10 @@ HANDLER_LATENCY = Histogram(
     ["namespace", "event"],
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
 )
+APPEND_BATCHES = Counter(
+    "socketsvc_append_batches_total",
+    "Transactions that stored messages (group commit: messages stored / batches = batch size)",
+)
 MESSAGES_STORED = Counter("socketsvc_messages_stored_total", "Messages stored", ["role"])
 DUPLICATES = Counter(
     "socketsvc_duplicate_messages_total", "Retries answered with the already stored message"
@@ -55,6 +59,12 @@ ABUSE_DISCONNECTS = Counter(
 def event_counter(namespace: str, event: str, outcome: str) -> Counter:
     """The EVENTS child for these labels (looked up once; `labels()` is a locked dict lookup)."""
     return EVENTS.labels(namespace=namespace, event=event, outcome=outcome)
+
+
+@functools.cache
+def stored(role: str) -> Counter:
+    """The MESSAGES_STORED child for a sender role."""
+    return MESSAGES_STORED.labels(role=role)
 
 
 @functools.cache

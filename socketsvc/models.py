@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -46,6 +47,12 @@ class Message:
     created_at: datetime
 
     def to_dict(self) -> dict[str, Any]:
+        """The wire form; built once per message (its push and its ack share it), so callers
+        must not change it."""
+        return self._wire
+
+    @functools.cached_property
+    def _wire(self) -> dict[str, Any]:
         return {
             "id": self.id,
             "conversation_id": self.conversation_id,

@@ -292,7 +292,7 @@ class RoutingService:
 
     async def _publish(self, changed: Transition) -> None:
         for message in changed.messages:
-            metrics.MESSAGES_STORED.labels(role=message.sender.role.value).inc()
+            metrics.stored(message.sender.role.value).inc()
             await self.conversations.publish(changed.conversation, message)
 
     async def _entered_queue(self, changed: Transition) -> None:

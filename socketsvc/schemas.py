@@ -109,7 +109,7 @@ def load(schema: Schema, args: tuple[Any, ...]) -> dict[str, Any]:
 
     Raises `Invalid` naming the fields, or `TooLarge` when only over-long text is wrong.
     """
-    if len(args) != 1 or not isinstance(args[0], Mapping):
+    if len(args) != 1 or not (type(args[0]) is dict or isinstance(args[0], Mapping)):
         raise Invalid(
             "payload must be one JSON object",
             {"_schema": ["Expected one object as the event's payload."]},

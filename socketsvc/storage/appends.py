@@ -6,20 +6,27 @@ processing, greenlet hops on asyncpg), so a batch runs fixed SQL strings on the 
 connection, prepared once by the driver. Everything else in `Store` stays on SQLAlchemy; the
 schema is still `tables.py`, and values are stored exactly as SQLAlchemy stores them.
 
-One batch is one transaction: a `client_id` lookup for the whole batch, one conditional
-`UPDATE ... RETURNING` per message that numbers it (and may change the conversation), and one
-INSERT of all new rows.
+One batch is one transaction. On SQLite: one conditional `UPDATE ... RETURNING` per message that
+numbers it (and may change the conversation), and one INSERT of all new rows. On PostgreSQL a
+batch of plain appends (visitors' messages) is a single statement that numbers and inserts them
+all; other batches look up their `client_id`s, then number and insert as on SQLite.
+
+A retry of a message stored by an earlier batch is not looked up beforehand (only PostgreSQL's
+conditional batches do): it fails the INSERT on the unique `client_id` index, the transaction
+changes nothing, and `Store` redoes that batch one append at a time, answering the retry with the
+stored message. Retries are rare; a lookup would cost every batch a query.
 """
 
 from __future__ import annotations
 
 import asyncio
 import os
+import queue
 import sqlite3
-import uuid
+import threading
+import time
 from collections import Counter
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
@@ -141,7 +148,18 @@ def new_message(
     now: datetime,
 ) -> Message:
     """A message about to be stored, with a fresh id."""
-    return Message(uuid.uuid4().hex, conversation_id, seq, client_id, sender, text, now)
+    return Message(message_id(), conversation_id, seq, client_id, sender, text, now)
+
+
+def message_id() -> str:
+    """32 hex digits, like a UUID's, that start with the time in milliseconds.
+
+    New messages' ids sort after older ones, so the primary-key index grows at its end: a batch
+    changes one page there, not one page at a random place per message (on SQLite each changed
+    page is written to the WAL, on PostgreSQL the first change after a checkpoint writes the whole
+    page). 80 random bits keep ids unique and unguessable.
+    """
+    return f"{time.time_ns() // 1_000_000:012x}{os.urandom(10).hex()}"
 
 
 def message_values(message: Message, stamp: Any) -> tuple[Any, ...]:
@@ -213,9 +231,13 @@ class _Batch:
         message = new_message(
             item.conversation_id, conversation.last_seq, item.sender, item.text, item.client_id, now
         )
+        self.store(index, message, conversation)
+
+    def store(self, index: int, message: Message, conversation: Conversation) -> None:
+        """`message` is item `index`'s new row, stored with the conversation as it was then."""
         self.rows.append(message)
         self.results[index] = Append(message, created=True, conversation=conversation)
-        key = item.key
+        key = self.items[index].key
         if key is not None:
             self.stored[key] = message  # a retry inside the same batch
 
@@ -235,10 +257,6 @@ def sqlite_moment(value: Any) -> datetime:
     return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)
 
 
-_SQLITE_DEDUPE = (
-    f"SELECT {', '.join(MESSAGE_COLUMNS)} FROM messages WHERE conversation_id = ?"
-    " AND sender_role = ? AND sender_id = ? AND client_id = ?"
-)
 _SQLITE_INSERT = (
     f"INSERT INTO messages ({', '.join(MESSAGE_COLUMNS)})"
     f" VALUES ({', '.join('?' for _ in MESSAGE_COLUMNS)})"
@@ -304,12 +322,11 @@ class SqliteAppender:
     def _append(
         self, conn: sqlite3.Connection, items: Sequence[PendingAppend], now: datetime
     ) -> list[Append | None]:
-        stored: dict[Key, Message] = {}
-        for key in {item.key for item in items if item.key is not None}:
-            row = conn.execute(_SQLITE_DEDUPE, key).fetchone()
-            if row is not None:
-                stored[key] = message_from_row(row, sqlite_moment)
-        batch = _Batch(items, stored)
+        # No `client_id` lookup: a message stored by an earlier batch (a client's retry) fails
+        # the INSERT on the unique index, the batch rolls back, and the store redoes it one
+        # append at a time, where a failed insert is answered with the stored message. Retries
+        # are rare; the lookup would cost every batch a query per message.
+        batch = _Batch(items, {})
         stamp = sqlite_stamp(now)
         for index in batch.order():
             if batch.duplicate(index):
@@ -333,15 +350,22 @@ class WalSyncer:
     """fdatasyncs a WAL file on a thread of its own, for every commit made since the last one.
 
     `after_commit()` returns a future that is done when an fdatasync that started after the
-    call has finished (or fails with its OSError).
+    call has finished (or fails with its OSError). The thread takes requests from a
+    `queue.SimpleQueue` and hands results back with `call_soon_threadsafe`: a round costs one
+    wake-up each way, not an executor's futures, callbacks and task (a third of a round's CPU
+    at one message per commit).
     """
 
     def __init__(self, wal_path: str) -> None:
         self._path = wal_path
         self._fd: int | None = None
         self._waiting: list[asyncio.Future[None]] = []
-        self._task: asyncio.Task[None] | None = None
-        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="wal-fsync")
+        """Commits since the running fsync started: the next fsync covers them."""
+        self._covered: list[asyncio.Future[None]] = []
+        self._round: asyncio.Future[None] | None = None
+        """Done when the running fsync has finished; None while none runs."""
+        self._requests: queue.SimpleQueue[asyncio.AbstractEventLoop | None] = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
 
     async def idle(self) -> None:
         """Wait until no fsync is in flight.
@@ -350,31 +374,51 @@ class WalSyncer:
         so the store waits here and then commits everything that arrived meanwhile as one
         batch: one commit and one fsync per round, however many messages.
         """
-        if self._task is not None and not self._task.done():
-            await asyncio.wait([self._task])
+        if self._round is not None:
+            await asyncio.shield(self._round)
 
     def after_commit(self) -> asyncio.Future[None]:
         loop = asyncio.get_running_loop()
         durable: asyncio.Future[None] = loop.create_future()
         self._waiting.append(durable)
-        if self._task is None or self._task.done():
-            self._task = loop.create_task(self._run(), name="wal-fsync")
+        if self._round is None:
+            self._start(loop)
         return durable
 
-    async def _run(self) -> None:
-        loop = asyncio.get_running_loop()
-        while self._waiting:
-            waiting, self._waiting = self._waiting, []
+    def _start(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._covered, self._waiting = self._waiting, []
+        self._round = loop.create_future()
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._serve, name="wal-fsync", daemon=True)
+            self._thread.start()
+        self._requests.put(loop)
+
+    def _serve(self) -> None:
+        while (loop := self._requests.get()) is not None:
+            error: OSError | None = None
             try:
-                await asyncio.shield(loop.run_in_executor(self._thread, self._sync))
+                self._sync()
             except OSError as exc:
-                for durable in waiting:
-                    if not durable.done():
-                        durable.set_exception(exc)
+                error = exc
+            try:
+                loop.call_soon_threadsafe(self._finished, loop, error)
+            except RuntimeError:  # the loop is closed: nobody waits any more
+                return
+
+    def _finished(self, loop: asyncio.AbstractEventLoop, error: OSError | None) -> None:
+        covered, self._covered = self._covered, []
+        for durable in covered:
+            if durable.done():
                 continue
-            for durable in waiting:
-                if not durable.done():
-                    durable.set_result(None)
+            if error is None:
+                durable.set_result(None)
+            else:
+                durable.set_exception(error)
+        finished, self._round = self._round, None
+        if finished is not None:
+            finished.set_result(None)
+        if self._waiting:
+            self._start(loop)
 
     def _sync(self) -> None:
         if self._fd is None:
@@ -387,9 +431,12 @@ class WalSyncer:
         os.fdatasync(self._fd)
 
     async def close(self) -> None:
-        if self._task is not None:
-            await asyncio.wait([self._task])
-        self._thread.shutdown(wait=True)
+        while self._round is not None:
+            await asyncio.shield(self._round)
+        if self._thread is not None:
+            self._requests.put(None)
+            await asyncio.to_thread(self._thread.join)
+            self._thread = None
         if self._fd is not None:
             os.close(self._fd)
             self._fd = None
@@ -409,10 +456,20 @@ _PG_INSERT = (
     "$1::varchar[], $2::varchar[], $3::int[], $4::varchar[], $5::varchar[], $6::varchar[],"
     " $7::varchar[], $8::text[], $9::timestamptz[])"
 )
-_PG_NUMBER_TOGETHER = (
-    "UPDATE conversations AS c SET last_seq = c.last_seq + k.n, updated_at = $3"
+_PG_PLAIN = (
+    "WITH numbered AS ("
+    " UPDATE conversations AS c SET last_seq = c.last_seq + k.n, updated_at = $3"
     " FROM unnest($1::varchar[], $2::int[]) AS k(id, n) WHERE c.id = k.id"
-    " RETURNING " + ", ".join("c." + column for column in CONVERSATION_COLUMNS)
+    " RETURNING " + ", ".join("c." + column for column in CONVERSATION_COLUMNS) + ", k.n"
+    "), inserted AS ("
+    f" INSERT INTO messages ({', '.join(MESSAGE_COLUMNS)})"
+    " SELECT m.id, m.conversation_id, nb.last_seq - nb.n + m.ordinal, m.client_id, m.role,"
+    " m.sender_id, m.sender_name, m.text, $3"
+    " FROM unnest($4::varchar[], $5::varchar[], $6::int[], $7::varchar[], $8::varchar[],"
+    " $9::varchar[], $10::varchar[], $11::text[])"
+    " AS m(id, conversation_id, ordinal, client_id, role, sender_id, sender_name, text)"
+    " JOIN numbered AS nb ON nb.id = m.conversation_id"
+    ") SELECT " + ", ".join(CONVERSATION_COLUMNS) + " FROM numbered"
 )
 _PG_UPDATE_SQL: dict[tuple[tuple[str, ...], int, bool], str] = {}
 
@@ -426,9 +483,12 @@ async def pg_append(
 ) -> list[Append | None]:
     """One batch in one transaction on an asyncpg connection.
 
-    Round trips: BEGIN, the `client_id` lookup, the numbering (one UPDATE for a batch of plain
-    appends, else one per message), one INSERT, COMMIT.
+    A batch of plain appends (visitors' messages, the usual case) is one statement, so one
+    round trip (`_pg_plain_batch`); other batches take BEGIN, the `client_id` lookup, the
+    numbering (one UPDATE per message), one INSERT, COMMIT.
     """
+    if all(item.shape == PLAIN for item in items):
+        return await _pg_plain_batch(conn, items, now)
     async with conn.transaction():
         stored: dict[Key, Message] = {}
         keys = list({item.key for item in items if item.key is not None})
@@ -444,55 +504,82 @@ async def pg_append(
                     )
                 ] = message
         batch = _Batch(items, stored)
-        if len(items) > 1 and all(item.shape == PLAIN for item in items):
-            await _pg_number_together(conn, batch, now)
-        else:
-            for index in batch.order():
-                if batch.duplicate(index):
-                    continue
-                item = items[index]
-                sql = _PG_UPDATE_SQL.get(item.shape)
-                if sql is None:
-                    sql = _PG_UPDATE_SQL[item.shape] = update_sql(item.shape, lambda n: f"${n}")
-                row = await conn.fetchrow(sql, *item.update_params(now))
-                if row is not None:
-                    batch.numbered(index, conversation_from_row(row, _pg_moment), now)
+        for index in batch.order():
+            if batch.duplicate(index):
+                continue
+            item = items[index]
+            sql = _PG_UPDATE_SQL.get(item.shape)
+            if sql is None:
+                sql = _PG_UPDATE_SQL[item.shape] = update_sql(item.shape, lambda n: f"${n}")
+            row = await conn.fetchrow(sql, *item.update_params(now))
+            if row is not None:
+                batch.numbered(index, conversation_from_row(row, _pg_moment), now)
         if batch.rows:
             columns = zip(*(message_values(m, now) for m in batch.rows), strict=True)
             await conn.execute(_PG_INSERT, *map(list, columns))
     return batch.results
 
 
-async def _pg_number_together(conn: asyncpg.Connection, batch: _Batch, now: datetime) -> None:
-    """Number a batch of unconditional appends with one UPDATE of all their conversations.
+async def _pg_plain_batch(
+    conn: asyncpg.Connection, items: Sequence[PendingAppend], now: datetime
+) -> list[Append | None]:
+    """Number and insert a batch of unconditional appends in one statement (`_PG_PLAIN`).
 
-    A conversation with n new messages gets last_seq + n; its messages take the n numbers in
-    arrival order, each with the conversation as it was right after that message.
+    The UPDATE gives a conversation with n new messages last_seq + n, and the INSERT numbers
+    its messages last_seq - n + 1 ... last_seq in arrival order; the statement is its own
+    transaction. There is no `client_id` lookup: a message stored by an earlier batch (a
+    client's retry) makes the INSERT fail on the unique index, the statement changes nothing,
+    and the store redoes the batch one append at a time, where a failed insert is answered with
+    the stored message. A retry inside the batch gets the first one's message.
     """
-    items = batch.items
+    batch = _Batch(items, {})
     order = batch.order()
     fresh: list[int] = []
     seen: set[Key] = set()
     for index in order:
         key = items[index].key
         if key is not None:
-            if key in batch.stored or key in seen:
-                continue  # a retry: answered with the stored message below
+            if key in seen:
+                continue  # a retry within the batch: answered below
             seen.add(key)
         fresh.append(index)
     counts = Counter(items[index].conversation_id for index in fresh)
-    ids = sorted(counts)
-    rows = await conn.fetch(_PG_NUMBER_TOGETHER, ids, [counts[i] for i in ids], now)
-    after = {row[0]: conversation_from_row(row, _pg_moment) for row in rows}
+    ordinals: list[int] = []
     taken: Counter[str] = Counter()
     for index in fresh:
-        conversation_id = items[index].conversation_id
-        conversation = after.get(conversation_id)
+        taken[items[index].conversation_id] += 1
+        ordinals.append(taken[items[index].conversation_id])
+    ids = [message_id() for _ in fresh]
+    fresh_items = [items[index] for index in fresh]
+    conversation_ids = sorted(counts)
+    rows = await conn.fetch(
+        _PG_PLAIN,
+        conversation_ids,
+        [counts[i] for i in conversation_ids],
+        now,
+        ids,
+        [item.conversation_id for item in fresh_items],
+        ordinals,
+        [item.client_id for item in fresh_items],
+        [item.sender.role.value for item in fresh_items],
+        [item.sender.id for item in fresh_items],
+        [item.sender.name for item in fresh_items],
+        [item.text for item in fresh_items],
+    )
+    after = {row[0]: conversation_from_row(row, _pg_moment) for row in rows}
+    for position, index in enumerate(fresh):
+        item = items[index]
+        conversation = after.get(item.conversation_id)
         if conversation is None:
-            continue  # no such conversation: the result stays None
-        seq = conversation.last_seq - counts[conversation_id] + 1 + taken[conversation_id]
-        taken[conversation_id] += 1
-        batch.numbered(index, replace(conversation, last_seq=seq), now)
+            continue  # no such conversation: nothing stored, the result stays None
+        seq = conversation.last_seq - counts[item.conversation_id] + ordinals[position]
+        message = Message(
+            ids[position], item.conversation_id, seq, item.client_id, item.sender, item.text, now
+        )
+        if seq != conversation.last_seq:  # not the conversation's last message of the batch
+            conversation = replace(conversation, last_seq=seq)
+        batch.store(index, message, conversation)
     for index in order:
         if batch.results[index] is None:
             batch.duplicate(index)
+    return batch.results

@@ -24,6 +24,7 @@ import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from socketsvc import metrics
 from socketsvc.models import Conversation, Message, Role, Sender, State, Visitor, utcnow
 from socketsvc.settings import sqlite_path
 from socketsvc.storage.appends import (
@@ -71,6 +72,10 @@ class Store:
         self._flush_tasks: set[asyncio.Task[None]] = set()
         self._sqlite: SqliteAppender | None = None
         self._checkpointer: WalCheckpointer | None = None
+        self._append_conn: AsyncConnection | None = None
+        """PostgreSQL: the pooled connection message batches run on, kept between batches
+        (checking a connection out of the pool and back in costs more than a batch: the pool
+        rolls back on every check-in); dropped after an error."""
 
     @classmethod
     async def open(cls, database_url: str) -> Store:
@@ -93,6 +98,7 @@ class Store:
     async def close(self) -> None:
         if self._flush_tasks:
             await asyncio.wait(set(self._flush_tasks), timeout=5.0)
+        await self._drop_append_conn()
         await self.engine.dispose()
         if self._sqlite is not None:
             await self._sqlite.close()
@@ -300,25 +306,23 @@ class Store:
         return await item.future
 
     async def _flush(self) -> None:
-        """Store pending appends in batches until none are left.
-
-        On PostgreSQL the batches of one run share one pooled connection.
-        """
-        held: AsyncConnection | None = None
+        """Store pending appends in batches until none are left."""
         try:
             while self._pending:
                 if self._sqlite is not None:
                     await self._sqlite.syncer.idle()
-                elif held is None:
-                    held = await self.engine.connect()
                 batch = self._pending[:MAX_BATCH]
                 del self._pending[:MAX_BATCH]
+                metrics.APPEND_BATCHES.inc()
                 try:
+                    held = None
+                    if self._sqlite is None:
+                        if self._append_conn is None:
+                            self._append_conn = await self.engine.connect()
+                        held = self._append_conn
                     results, durable = await self._write_batch(batch, held)
                 except Exception:
-                    if held is not None:
-                        await held.close()
-                        held = None
+                    await self._drop_append_conn()
                     # One bad item (or a client_id raced in by another process) spoils the
                     # whole transaction: redo the items one by one, each with its own outcome.
                     for item in batch:
@@ -333,8 +337,12 @@ class Store:
                     )
         finally:
             self._flushers -= 1
-            if held is not None:
-                await held.close()
+
+    async def _drop_append_conn(self) -> None:
+        conn, self._append_conn = self._append_conn, None
+        if conn is not None:
+            with contextlib.suppress(Exception):
+                await conn.close()
 
     async def _append_alone(self, item: PendingAppend) -> None:
         try:
