@@ -320,7 +320,7 @@ async def test_a_client_that_stops_answering_pings_is_closed_after_interval_plus
         # server's receive gives up at 1.5 s; its writer, idle since the ping at 1 s, would only
         # give up at 2.5 s.
         assert silent_frames == ["2", "<closed>"]
-        assert 1.2 < closed_after < 3.0, closed_after
+        assert 1.2 < closed_after < 2.45, closed_after
         assert sid not in sio.eio.sockets or sio.eio.sockets[sid].closed
         # The other client answers every ping: two in 2.7 s, and it is still connected.
         assert lively_frames == ["2", "2"]
