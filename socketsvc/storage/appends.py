@@ -11,8 +11,9 @@ numbers it (and may change the conversation), and one INSERT of all new rows. On
 batch of plain appends (visitors' messages) is a single statement that numbers and inserts them
 all; other batches look up their `client_id`s, then number and insert as on SQLite.
 
-A retry of a message stored by an earlier batch is not looked up beforehand (only PostgreSQL's
-conditional batches do): it fails the INSERT on the unique `client_id` index, the transaction
+A plain append's retry of a message stored by an earlier batch is not looked up beforehand
+(conditional appends are, on both databases, so that an agent's retry after a transfer still
+gets its stored message): it fails the INSERT on the unique `client_id` index, the transaction
 changes nothing, and `Store` redoes that batch one append at a time, answering the retry with the
 stored message. Retries are rare; a lookup would cost every batch a query.
 """
@@ -257,6 +258,10 @@ def sqlite_moment(value: Any) -> datetime:
     return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)
 
 
+_SQLITE_LOOKUP = (
+    f"SELECT {', '.join(MESSAGE_COLUMNS)} FROM messages WHERE conversation_id = ?"
+    " AND sender_role = ? AND sender_id = ? AND client_id = ?"
+)
 _SQLITE_INSERT = (
     f"INSERT INTO messages ({', '.join(MESSAGE_COLUMNS)})"
     f" VALUES ({', '.join('?' for _ in MESSAGE_COLUMNS)})"
@@ -322,11 +327,17 @@ class SqliteAppender:
     def _append(
         self, conn: sqlite3.Connection, items: Sequence[PendingAppend], now: datetime
     ) -> list[Append | None]:
-        # No `client_id` lookup: a message stored by an earlier batch (a client's retry) fails
-        # the INSERT on the unique index, the batch rolls back, and the store redoes it one
-        # append at a time, where a failed insert is answered with the stored message. Retries
-        # are rare; the lookup would cost every batch a query per message.
-        batch = _Batch(items, {})
+        # Plain appends are not looked up: a message stored by an earlier batch (a client's
+        # retry) fails the INSERT on the unique index, the batch rolls back, and the store redoes
+        # it one append at a time, where a failed insert is answered with the stored message.
+        # A conditional append is looked up first: its retry must get the stored message even
+        # when the condition no longer holds (an agent's retry after a transfer).
+        stored: dict[Key, Message] = {}
+        for key in {item.key for item in items if item.key is not None and item.shape != PLAIN}:
+            row = conn.execute(_SQLITE_LOOKUP, key).fetchone()
+            if row is not None:
+                stored[key] = message_from_row(row, sqlite_moment)
+        batch = _Batch(items, stored)
         stamp = sqlite_stamp(now)
         for index in batch.order():
             if batch.duplicate(index):
