@@ -15,9 +15,7 @@ between runs. `--profile DIR` records socketsvc with py-spy during the highest r
 from __future__ import annotations
 
 import argparse
-import math
 import re
-import subprocess
 import sys
 from pathlib import Path
 from typing import Any
@@ -34,6 +32,7 @@ from harness import (
     run_bench,
     run_rate,
     settle,
+    start_py_spy,
     table,
     validate,
     wait_quiet,
@@ -58,33 +57,6 @@ async def batches(http: Any, url: str) -> float:
     return float(match.group(1)) if match else 0.0
 
 
-def start_profiler(directory: Path, label: str, pid: int, duration: float) -> subprocess.Popen[str]:
-    directory.mkdir(parents=True, exist_ok=True)
-    slug = re.sub(r"[^a-z0-9]+", "-", label.lower()).strip("-")
-    output = directory / f"cost-{slug}.txt"
-    py_spy = Path(sys.executable).with_name("py-spy")
-    log(f"  profiling {label} with py-spy -> {output}")
-    return subprocess.Popen(
-        [
-            str(py_spy),
-            "record",
-            "--pid",
-            str(pid),
-            "--rate",
-            "250",
-            "--duration",
-            str(math.ceil(duration)),
-            "--format",
-            "raw",
-            "--output",
-            str(output),
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-
-
 async def main_async(args: argparse.Namespace) -> int:
     rates = [float(r) for r in args.rates.split(",")]
     rows = []
@@ -106,8 +78,8 @@ async def main_async(args: argparse.Namespace) -> int:
                 for i, rate in enumerate(rates):
                     profiler = None
                     if args.profile and spec.kind == "socketsvc" and i == len(rates) - 1:
-                        profiler = start_profiler(
-                            args.profile, spec.label, target.pids[0], args.duration
+                        profiler = start_py_spy(
+                            args.profile, "cost", spec.label, target.pids[0], args.duration
                         )
                     before = await batches(http, target.visitor_url)
                     whole = CpuWindow(target.pids)

@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import hashlib
 import json
+import math
 import os
 import re
 import resource
@@ -301,6 +302,19 @@ class Server:
 
     def tail(self, lines: int = 20) -> str:
         return "".join(list(self.log)[-lines:])
+
+
+def start_py_spy(directory: Path, name: str, label: str, pid: int, duration: float) -> Any:
+    """`py-spy record` of `pid` for `duration` s into DIRECTORY/NAME-<label slug>.txt (raw
+    collapsed stacks, for bench/pyspy_summary.py); returns the py-spy process."""
+    directory.mkdir(parents=True, exist_ok=True)
+    slug = re.sub(r"[^a-z0-9]+", "-", label.lower()).strip("-")
+    output = directory / f"{name}-{slug}.txt"
+    py_spy = Path(sys.executable).with_name("py-spy")
+    log(f"  profiling {label} with py-spy -> {output}")
+    command = [str(py_spy), "record", "--pid", str(pid), "--rate", "250"]
+    command += ["--duration", str(math.ceil(duration)), "--format", "raw", "--output", str(output)]
+    return subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
 
 
 def kill_all_servers() -> None:

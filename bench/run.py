@@ -23,10 +23,8 @@ import asyncio
 import contextlib
 import gc
 import json
-import math
 import os
 import platform
-import re
 import subprocess
 import sys
 import time
@@ -457,26 +455,7 @@ def summarise_b(row: dict[str, Any]) -> dict[str, Any]:
 def start_profiler(cfg: Config, target: Target, scenario: str, duration: float) -> Any:
     if cfg.profile is None or target.spec.kind != "socketsvc":
         return None
-    cfg.profile.mkdir(parents=True, exist_ok=True)
-    slug = re.sub(r"[^a-z0-9]+", "-", target.label.lower()).strip("-")
-    output = cfg.profile / f"{scenario}-{slug}.txt"
-    py_spy = Path(sys.executable).with_name("py-spy")
-    command = [
-        str(py_spy),
-        "record",
-        "--pid",
-        str(target.pids[0]),
-        "--rate",
-        "250",
-        "--duration",
-        str(math.ceil(duration)),
-        "--format",
-        "raw",
-        "--output",
-        str(output),
-    ]
-    log(f"  profiling {target.label} with py-spy -> {output}")
-    return subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    return harness.start_py_spy(cfg.profile, scenario, target.label, target.pids[0], duration)
 
 
 def finish_profiler(proc: Any) -> None:

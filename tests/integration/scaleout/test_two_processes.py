@@ -22,6 +22,7 @@ from socketsvc.managers import LeanManager
 from socketsvc.tokens import TokenService
 from tests.conftest import SECRET, AppServer, make_settings
 from tests.support.chat_client import ChatClient
+from tests.support.serving import serving
 
 REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 TOKENS = TokenService(SECRET, 3600)
@@ -170,7 +171,8 @@ async def subscribers(channel: str, count: int) -> None:
 async def assigned_conversation(
     a: AppServer, b: AppServer, clients: list[ChatClient]
 ) -> tuple[ChatClient, ChatClient, ChatClient, str]:
-    """A visitor on A with a second tab on B, assigned to agent alice on B."""
+    """A visitor on A with a second tab on B, assigned to agent alice on B (A and B may be the
+    same process)."""
     agent = ChatClient(b.url, namespace="/agent")
     clients.append(agent)
     await agent.connect({"token": TOKENS.mint_agent("alice", "Alice")})
@@ -276,19 +278,18 @@ async def test_an_older_process_delivers_the_first_target_of_a_joint_emit(pair, 
     old.on("connect", join, namespace="/chat")
     app = web.Application()
     old.attach(app)
-    runner = web.AppRunner(app, shutdown_timeout=1.0)
-    await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", 0).start()
-    host, port = runner.addresses[0][:2]
     try:
-        visitor = ChatClient(f"http://{host}:{port}")
-        clients.append(visitor)
-        await visitor.connect({"room": "conversation:c-old"})
-        await subscribers(channel, 3)  # A, B and the old process
-        payload = {"conversation_id": "c-old", "seq": 1, "client_id": "joint", "text": "hi"}
-        await SocketIOBroadcaster(a.app[SIO]).to_conversation("c-old", "alice", "message", payload)
-        assert await visitor.wait_message(lambda m: m["client_id"] == "joint") == payload
-        await visitor.close()
+        async with serving(app) as url:
+            visitor = ChatClient(url)
+            clients.append(visitor)
+            await visitor.connect({"room": "conversation:c-old"})
+            await subscribers(channel, 3)  # A, B and the old process
+            payload = {"conversation_id": "c-old", "seq": 1, "client_id": "joint", "text": "hi"}
+            await SocketIOBroadcaster(a.app[SIO]).to_conversation(
+                "c-old", "alice", "message", payload
+            )
+            assert await visitor.wait_message(lambda m: m["client_id"] == "joint") == payload
+            await visitor.close()
     finally:
         manager = old.manager
         manager.thread.cancel()
@@ -296,26 +297,12 @@ async def test_an_older_process_delivers_the_first_target_of_a_joint_emit(pair, 
             await manager.thread
         await manager.pubsub.aclose()
         await manager.redis.aclose()
-        await runner.cleanup()
 
 
 async def test_without_redis_a_message_reaches_the_visitor_and_the_agent(start_app, clients):
     server = await start_app()
     assert type(server.app[SIO].manager) is LeanManager
-    agent = ChatClient(server.url, namespace="/agent")
-    clients.append(agent)
-    await agent.connect({"token": TOKENS.mint_agent("alice", "Alice")})
-    visitor = ChatClient(server.url)
-    clients.append(visitor)
-    await visitor.connect()
-    await visitor.wait_for(lambda: visitor.of("session"))
-    tab2 = ChatClient(server.url)
-    clients.append(tab2)
-    await tab2.connect({"visitor_token": visitor.session["visitor_token"]})
-    cid = visitor.session["conversation_id"]
-    await visitor.call("handoff", {})
-    await agent.wait_for(lambda: [c for c in agent.of("conversation") if c["state"] == "queued"])
-    assert (await agent.call("accept", {"conversation_id": cid}))["ok"]
+    visitor, tab2, agent, cid = await assigned_conversation(server, server, clients)
     sent = await visitor.send("to the agent")
     assert await agent.wait_message(lambda m: m["seq"] == sent["message"]["seq"]) == sent["message"]
     assert await tab2.wait_message(lambda m: m["seq"] == sent["message"]["seq"]) == sent["message"]

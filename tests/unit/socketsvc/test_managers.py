@@ -18,6 +18,7 @@ from socketio.async_pubsub_manager import AsyncPubSubManager
 from socketsvc.managers import LeanManager
 from socketsvc.pubsub import RedisManager
 from socketsvc.server import SocketServer
+from tests.support.serving import serving
 
 
 class Served:
@@ -90,15 +91,8 @@ async def served() -> AsyncIterator[Served]:
         sio.on("connect", joiner(namespace), namespace=namespace)
     app = web.Application()
     sio.attach(app)
-    runner = web.AppRunner(app, shutdown_timeout=1.0)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    host, port = runner.addresses[0][:2]
-    try:
-        yield Served(sio, manager, f"http://{host}:{port}")
-    finally:
-        await runner.cleanup()
+    async with serving(app) as url:
+        yield Served(sio, manager, url)
 
 
 @pytest.fixture

@@ -20,6 +20,7 @@ from engineio import exceptions as eio_exceptions
 from engineio import packet as eio_packet
 
 from socketsvc.server import EngineServer, LeanQueue, LeanSocket, SocketServer, _Timeout
+from tests.support.serving import serving as serving_app
 
 
 def test_items_come_out_in_order_and_an_empty_queue_holds_no_deque():
@@ -214,16 +215,11 @@ async def serving(
 
     app = web.Application()
     sio.attach(app)
-    runner = web.AppRunner(app, shutdown_timeout=1.0)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    host, port = runner.addresses[0][:2]
-    try:
-        yield sio, f"http://{host}:{port}"
-    finally:
-        await sio.shutdown()
-        await runner.cleanup()
+    async with serving_app(app) as url:
+        try:
+            yield sio, url
+        finally:
+            await sio.shutdown()
 
 
 async def open_websocket(
