@@ -118,21 +118,78 @@ class _Timeout:
             raise TimeoutError
 
 
+async def _send_all(ws: Any, packets: list[Any]) -> None:
+    """Send Engine.IO packets as WebSocket frames, several at once in one write.
+
+    A stored message goes out as two frames together (its `message` push and the ack), and
+    every write to a TCP socket is a system call and a segment through the kernel's network stack
+    on both sides. While the frames of one batch are sent, aiohttp's frame writer writes into a
+    `_WriteBatch`, whose bytes then reach the transport in one write: the same frames, in the same
+    order. python-engineio's `WebSocket.send()` also asks `inspect.iscoroutinefunction()` per
+    frame; aiohttp's `send_str`/`send_bytes` are coroutines, so they are awaited directly.
+    Where the aiohttp objects are not as expected, each packet goes through `ws.send()`.
+    """
+    response: Any = getattr(ws, "_sock", None)
+    frames: Any = getattr(response, "_writer", None)
+    transport = getattr(frames, "transport", None)
+    if transport is None or not hasattr(response, "send_str"):
+        for pkt in packets:
+            await ws.send(pkt.encode())
+        return
+    batch = _WriteBatch(transport) if len(packets) > 1 else None
+    if batch is not None:
+        frames.transport = batch
+    try:
+        for pkt in packets:
+            data = pkt.encode()
+            if isinstance(data, str):
+                await response.send_str(data)
+            else:
+                await response.send_bytes(data)
+    finally:
+        if batch is not None:
+            frames.transport = transport
+            batch.flush()
+
+
+class _WriteBatch:
+    """Stands in for a transport while frames are built: collects what is written."""
+
+    __slots__ = ("_chunks", "_transport")
+
+    def __init__(self, transport: Any) -> None:
+        self._transport = transport
+        self._chunks: list[bytes] = []
+
+    def write(self, data: bytes) -> None:
+        self._chunks.append(data)
+
+    def is_closing(self) -> bool:
+        closing: bool = self._transport.is_closing()
+        return closing
+
+    def flush(self) -> None:
+        if self._chunks and not self._transport.is_closing():
+            self._transport.write(b"".join(self._chunks))
+        self._chunks.clear()
+
+
 class LeanSocket(async_socket.AsyncSocket):  # type: ignore[misc]
     """python-engineio's `AsyncSocket` without an asyncio task per packet on the WebSocket path.
 
     `poll()` and `_websocket_handler()` are python-engineio 4.15.1's, line for line, except for how
-    they wait with a timeout. Upstream wraps each wait in `asyncio.wait_for()`, which on Python
-    3.11 runs the awaitable in a task of its own: per frame received, `ensure_future(
-    websocket_wait())` plus `wait_for`'s timer, waiter future and done-callbacks, and per batch
-    sent, a task for `queue.get()`; each costs extra trips through the event loop. Here both waits
-    run in the caller's task under `_Timeout` (what `asyncio.timeout()` does, for less: one timer
-    handle, no task), with the same outcome: a receive that waits longer than ping_interval +
-    ping_timeout ends the connection, as do a cancellation, a closed WebSocket and a frame over
-    max_http_buffer_size; `poll()` raises `exceptions.QueueEmpty` on a timeout or a cancellation.
-    The `wait_task.exception()` work-around for bpo-30508 goes with the task it was for. Measured
-    on an echo server (one frame in, ack and event out): 14k fewer CPU instructions per message,
-    2.8% (callgrind); in bench/cost.py's figures the gain is below the run-to-run noise.
+    they wait with a timeout and how the writer sends a batch of packets (`_send_all`). Upstream
+    wraps each wait in `asyncio.wait_for()`, which on Python 3.11 runs the awaitable in a task of
+    its own: per frame received, `ensure_future(websocket_wait())` plus `wait_for`'s timer, waiter
+    future and done-callbacks, and per batch sent, a task for `queue.get()`; each costs extra trips
+    through the event loop. Here both waits run in the caller's task under `_Timeout` (what
+    `asyncio.timeout()` does, for less: one timer handle, no task), with the same outcome: a receive
+    that waits longer than ping_interval + ping_timeout ends the connection, as do a cancellation, a
+    closed WebSocket and a frame over max_http_buffer_size; `poll()` raises `exceptions.QueueEmpty`
+    on a timeout or a cancellation. The `wait_task.exception()` work-around for bpo-30508 goes with
+    the task it was for. Measured on an echo server (one frame in, ack and event out): 14k fewer CPU
+    instructions per message, 2.8% (callgrind); in bench/cost.py's figures the gain is below the
+    run-to-run noise.
 
     It adds no attributes and keeps `AsyncSocket`'s layout, so that `EngineServer` can turn each
     new `AsyncSocket` into a `LeanSocket` by assigning `__class__` (see there). On CPython 3.11
@@ -226,8 +283,7 @@ class LeanSocket(async_socket.AsyncSocket):  # type: ignore[misc]
                     # empty packet list returned -> connection closed
                     break
                 try:
-                    for pkt in packets:
-                        await ws.send(pkt.encode())
+                    await _send_all(ws, packets)
                 except BaseException:
                     break
             await ws.close()

@@ -19,7 +19,7 @@ from aiohttp import web
 from engineio import exceptions as eio_exceptions
 from engineio import packet as eio_packet
 
-from socketsvc.server import EngineServer, LeanQueue, LeanSocket, SocketServer, _Timeout
+from socketsvc.server import EngineServer, LeanQueue, LeanSocket, SocketServer, _send_all, _Timeout
 from tests.support.serving import serving as serving_app
 
 
@@ -388,3 +388,82 @@ async def test_polling_upgrades_to_websocket_and_both_carry_messages():
                 assert await polling.call("echo", [i, "x"], timeout=5) == [i, "x"]
         finally:
             await polling.disconnect()
+
+
+class _EngineWebSocket:
+    """python-engineio's aiohttp `WebSocket` as `_send_all` sees it: the response in `_sock`."""
+
+    def __init__(self, response: web.WebSocketResponse) -> None:
+        self._sock = response
+        self.sent: list[Any] = []
+
+    async def send(self, message: Any) -> None:
+        self.sent.append(message)
+        if isinstance(message, bytes):
+            await self._sock.send_bytes(message)
+        else:
+            await self._sock.send_str(message)
+
+
+@pytest.mark.parametrize("compress", [True, False])
+async def test_a_batch_of_packets_reaches_the_transport_as_one_write_of_all_its_frames(compress):
+    writes: list[int] = []
+    done = asyncio.Event()
+
+    async def handler(request: web.Request) -> web.WebSocketResponse:
+        response = web.WebSocketResponse(compress=compress)
+        await response.prepare(request)
+        transport = response._writer.transport
+        real_write = transport.write
+
+        def counted(data: bytes) -> None:
+            writes.append(len(data))
+            real_write(data)
+
+        transport.write = counted  # the real transport, watched
+        ws = _EngineWebSocket(response)
+        packets = [
+            eio_packet.Packet(eio_packet.MESSAGE, data='2["message",{"seq":2}]'),
+            eio_packet.Packet(eio_packet.MESSAGE, data="3" + "1" * 200 + '[{"ok":true}]'),
+            eio_packet.Packet(eio_packet.MESSAGE, data=b"\x01\x02"),
+        ]
+        await _send_all(ws, packets)
+        assert ws.sent == [], "every frame went past python-engineio's send()"
+        assert response._writer.transport is transport
+        assert len(writes) == 1
+        await _send_all(ws, packets[:1])  # a single packet is written as it is
+        assert len(writes) == 2
+        await done.wait()
+        await response.close()
+        return response
+
+    app = web.Application()
+    app.router.add_get("/ws", handler)
+    async with (
+        serving_app(app) as url,
+        aiohttp.ClientSession() as http,
+        http.ws_connect(f"{url}/ws", compress=15 if compress else 0) as ws,
+    ):
+        frames = [await ws.receive(timeout=5) for _ in range(4)]
+        done.set()
+    assert [(f.type, f.data) for f in frames] == [
+        (aiohttp.WSMsgType.TEXT, '42["message",{"seq":2}]'),
+        (aiohttp.WSMsgType.TEXT, "43" + "1" * 200 + '[{"ok":true}]'),
+        (aiohttp.WSMsgType.BINARY, b"\x01\x02"),  # Engine.IO v4: binary as it is
+        (aiohttp.WSMsgType.TEXT, '42["message",{"seq":2}]'),
+    ]
+
+
+async def test_without_aiohttps_frame_writer_each_packet_goes_through_send():
+    class Plain:
+        def __init__(self) -> None:
+            self.sent: list[Any] = []
+
+        async def send(self, message: Any) -> None:
+            self.sent.append(message)
+
+    ws = Plain()
+    await _send_all(
+        ws, [eio_packet.Packet(eio_packet.MESSAGE, data="a"), eio_packet.Packet(eio_packet.PING)]
+    )
+    assert ws.sent == ["4a", "2"]
