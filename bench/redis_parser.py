@@ -21,9 +21,9 @@ import uuid
 from typing import Any
 
 import redis.asyncio as aioredis
+from harness import REDIS_URL, SERVER_CORE
 from redis._parsers import _AsyncHiredisParser, _AsyncRESP2Parser
 
-REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/0")
 PARSERS: dict[str, Any] = {"python": _AsyncRESP2Parser, "hiredis": _AsyncHiredisParser}
 
 
@@ -69,8 +69,8 @@ def main() -> int:
     parser.add_argument("--messages", type=int, default=20000)
     parser.add_argument("--rounds", type=int, default=2)
     args = parser.parse_args()
-    os.sched_setaffinity(0, {0})
-    print(f"redis_parser bench: pid {os.getpid()} pinned to core 0; Redis {REDIS_URL}")
+    os.sched_setaffinity(0, {SERVER_CORE})
+    print(f"redis_parser bench: pid {os.getpid()} pinned to core {SERVER_CORE}; Redis {REDIS_URL}")
     results: dict[str, list[float]] = {name: [] for name in PARSERS}
     for _ in range(args.rounds):
         for name, parser_class in PARSERS.items():

@@ -18,6 +18,7 @@ import socketio
 from aiohttp import web
 from engineio import exceptions as eio_exceptions
 from engineio import packet as eio_packet
+from engineio.async_drivers import aiohttp as aiohttp_driver
 
 from socketsvc.server import EngineServer, LeanQueue, LeanSocket, SocketServer, _send_all, _Timeout
 from tests.support.serving import serving as serving_app
@@ -390,19 +391,17 @@ async def test_polling_upgrades_to_websocket_and_both_carry_messages():
             await polling.disconnect()
 
 
-class _EngineWebSocket:
-    """python-engineio's aiohttp `WebSocket` as `_send_all` sees it: the response in `_sock`."""
+class _EngineWebSocket(aiohttp_driver.WebSocket):  # type: ignore[misc]
+    """python-engineio's aiohttp `WebSocket` around `response`, noting what passes its send()."""
 
     def __init__(self, response: web.WebSocketResponse) -> None:
+        super().__init__(handler=None, server=None)
         self._sock = response
         self.sent: list[Any] = []
 
     async def send(self, message: Any) -> None:
         self.sent.append(message)
-        if isinstance(message, bytes):
-            await self._sock.send_bytes(message)
-        else:
-            await self._sock.send_str(message)
+        await super().send(message)
 
 
 @pytest.mark.parametrize("compress", [True, False])
