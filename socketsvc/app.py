@@ -80,7 +80,7 @@ def _cors(settings: Settings) -> Any:
 
 async def _database(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
-    store = await Store.open(settings.database_url)
+    store = await Store.open(settings.database_url, settings.commit_delay)
     app[STORE] = store
     log.info("database ready (%s)", store.engine.dialect.name)
     yield

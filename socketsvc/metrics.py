@@ -25,6 +25,10 @@ APPEND_BATCHES = Counter(
     "socketsvc_append_batches_total",
     "Transactions that stored messages (group commit: messages stored / batches = batch size)",
 )
+COMMIT_PACING = Gauge(
+    "socketsvc_commit_pacing",
+    "1 while group commits are spaced COMMIT_DELAY apart because the process is busy, else 0",
+)
 MESSAGES_STORED = Counter("socketsvc_messages_stored_total", "Messages stored", ["role"])
 DUPLICATES = Counter(
     "socketsvc_duplicate_messages_total", "Retries answered with the already stored message"

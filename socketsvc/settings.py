@@ -19,6 +19,8 @@ log = logging.getLogger(__name__)
 
 DEFAULT_SQLITE_FILE = "socketsvc.sqlite3"
 SECRET_FILE = "socketsvc.secret"
+DEFAULT_COMMIT_DELAY = 0.002
+"""Seconds between group commits while the process is busy (socketsvc.storage.pacing)."""
 
 
 class SettingsError(ValueError):
@@ -61,6 +63,7 @@ class Settings:
     agent_jwt_public_key: str | None = None
     agent_jwt_issuer: str | None = None
     agent_jwt_audience: str | None = None
+    commit_delay: float = DEFAULT_COMMIT_DELAY
     gc_freeze_interval: float = 1.0
     """Seconds between GC freeze steps (socketsvc.gcpolicy); 0: CPython's default collector."""
     gc_full_growth: float = 25.0
@@ -119,6 +122,7 @@ class Settings:
             agent_jwt_public_key=public_key,
             agent_jwt_issuer=reader.optional("AGENT_JWT_ISSUER"),
             agent_jwt_audience=reader.optional("AGENT_JWT_AUDIENCE"),
+            commit_delay=reader.number("COMMIT_DELAY", DEFAULT_COMMIT_DELAY, low=0.0, high=0.1),
             gc_freeze_interval=reader.number("GC_FREEZE_INTERVAL", 1.0, low=0.0, high=3600.0),
             gc_full_growth=reader.number("GC_FULL_GROWTH", 25.0, low=1.0, high=1000.0),
         )

@@ -26,7 +26,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from socketsvc import metrics
 from socketsvc.models import Conversation, Message, Role, Sender, State, Visitor, utcnow
-from socketsvc.settings import sqlite_path
+from socketsvc.settings import DEFAULT_COMMIT_DELAY, sqlite_path
 from socketsvc.storage.appends import (
     Append,
     PendingAppend,
@@ -37,6 +37,7 @@ from socketsvc.storage.appends import (
 )
 from socketsvc.storage.checkpoints import WalCheckpointer
 from socketsvc.storage.database import create_engine, sqlite_pragmas
+from socketsvc.storage.pacing import CommitPacer
 from socketsvc.storage.tables import conversations, messages, metadata, read_marks, visitors
 
 MAX_BATCH = 256
@@ -60,7 +61,7 @@ class Transition:
 class Store:
     """Durable conversations, messages and read marks."""
 
-    def __init__(self, engine: AsyncEngine) -> None:
+    def __init__(self, engine: AsyncEngine, commit_delay: float = DEFAULT_COMMIT_DELAY) -> None:
         self.engine = engine
         self.is_sqlite = engine.dialect.name == "sqlite"
         self._write_lock = asyncio.Lock() if self.is_sqlite else None
@@ -70,6 +71,7 @@ class Store:
         # form the next one, so a busy process writes fewer, larger transactions.
         self._max_flushers = 1
         self._flush_tasks: set[asyncio.Task[None]] = set()
+        self.pacer = CommitPacer(commit_delay)
         self._sqlite: SqliteAppender | None = None
         self._checkpointer: WalCheckpointer | None = None
         self._append_conn: AsyncConnection | None = None
@@ -78,10 +80,10 @@ class Store:
         rolls back on every check-in); dropped after an error."""
 
     @classmethod
-    async def open(cls, database_url: str) -> Store:
-        """Connect and create the schema if it is missing."""
+    async def open(cls, database_url: str, commit_delay: float = DEFAULT_COMMIT_DELAY) -> Store:
+        """Connect and create the schema if it is missing; `commit_delay`: see `CommitPacer`."""
         engine = create_engine(database_url)
-        store = cls(engine)
+        store = cls(engine, commit_delay)
         if store.is_sqlite:
             path = str(sqlite_path(database_url))
             store._sqlite = SqliteAppender(path, sqlite_pragmas)
@@ -311,6 +313,7 @@ class Store:
             while self._pending:
                 if self._sqlite is not None:
                     await self._sqlite.syncer.idle()
+                await self.pacer.wait()
                 batch = self._pending[:MAX_BATCH]
                 del self._pending[:MAX_BATCH]
                 metrics.APPEND_BATCHES.inc()
