@@ -11,7 +11,7 @@ from socketsvc.conversations import ConversationService, bot_sender
 from socketsvc.models import Conversation, Message, Role, Sender, State
 from socketsvc.routing import RoutingService
 from socketsvc.storage.store import Append, Store
-from socketsvc.tasks import KeyedLocks, TaskTracker
+from socketsvc.tasks import Deadline, KeyedLocks, TaskTracker
 
 log = logging.getLogger(__name__)
 
@@ -108,7 +108,7 @@ class BotRunner:
             human_offered=conversation.human_offered,
         )
         try:
-            async with asyncio.timeout(self.timeout):
+            with Deadline(self.timeout):
                 return await self.bot.reply(ctx, message.text)
         except Exception:
             log.exception("bot failed to answer", extra={"conversation_id": conversation.id})

@@ -15,6 +15,7 @@ from engineio import packet as eio_packet
 from socketio import packet
 
 from socketsvc.errors import error_ack
+from socketsvc.tasks import Deadline
 
 log = logging.getLogger(__name__)
 
@@ -84,40 +85,6 @@ def _lean(waiters: Any) -> Any:
     return waiters
 
 
-class _Timeout:
-    """`asyncio.timeout(delay)` as a plain `with` block, for the two waits of `LeanSocket`.
-
-    The same outcome: at the deadline the task is cancelled and the block ends in TimeoutError
-    (the cancellation withdrawn with `Task.uncancel()`), while a cancellation from elsewhere stays
-    a CancelledError. Only `asyncio.timeout()`'s two coroutines (`__aenter__`/`__aexit__`) and
-    state machine are left out, which halves the cost: with uvloop a guarded wait takes about
-    2.5 us more than an unguarded one, against 5 us with `asyncio.timeout()` and 8-11 us with
-    `asyncio.wait_for()` and its task.
-    """
-
-    __slots__ = ("_expired", "_handle", "_task")
-
-    def __init__(self, delay: float) -> None:
-        task = asyncio.current_task()
-        if task is None:
-            raise RuntimeError("_Timeout should be used inside a task")
-        self._task = task
-        self._expired = False
-        self._handle = asyncio.get_running_loop().call_later(delay, self._expire)
-
-    def _expire(self) -> None:
-        self._expired = True
-        self._task.cancel()
-
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, exc_type: type[BaseException] | None, exc: Any, tb: Any) -> None:
-        self._handle.cancel()
-        if self._expired and self._task.uncancel() == 0 and exc_type is asyncio.CancelledError:
-            raise TimeoutError
-
-
 async def _send_all(ws: Any, packets: list[Any]) -> None:
     """Send Engine.IO packets as WebSocket frames, several at once in one write.
 
@@ -182,7 +149,7 @@ class LeanSocket(async_socket.AsyncSocket):  # type: ignore[misc]
     wraps each wait in `asyncio.wait_for()`, which on Python 3.11 runs the awaitable in a task of
     its own: per frame received, `ensure_future(websocket_wait())` plus `wait_for`'s timer, waiter
     future and done-callbacks, and per batch sent, a task for `queue.get()`; each costs extra trips
-    through the event loop. Here both waits run in the caller's task under `_Timeout` (what
+    through the event loop. Here both waits run in the caller's task under `Deadline` (what
     `asyncio.timeout()` does, for less: one timer handle, no task), with the same outcome: a receive
     that waits longer than ping_interval + ping_timeout ends the connection, as do a cancellation, a
     closed WebSocket and a frame over max_http_buffer_size; `poll()` raises `exceptions.QueueEmpty`
@@ -206,7 +173,7 @@ class LeanSocket(async_socket.AsyncSocket):  # type: ignore[misc]
     async def poll(self) -> list[Any]:
         """Wait for packets to send to the client."""
         try:
-            with _Timeout(self.server.ping_interval + self.server.ping_timeout):
+            with Deadline(self.server.ping_interval + self.server.ping_timeout):
                 packets = [await self.queue.get()]
             self.queue.task_done()
         except (TimeoutError, asyncio.CancelledError):
@@ -295,7 +262,7 @@ class LeanSocket(async_socket.AsyncSocket):  # type: ignore[misc]
         while True:
             p = None
             try:
-                with _Timeout(self.server.ping_interval + self.server.ping_timeout):
+                with Deadline(self.server.ping_interval + self.server.ping_timeout):
                     p = await websocket_wait()
             except BaseException:
                 # Upstream breaks here on anything: a timeout, a cancellation (without a task

@@ -41,6 +41,41 @@ class TaskTracker:
             await asyncio.wait(pending, timeout=1.0)
 
 
+class Deadline:
+    """`asyncio.timeout(delay)` as a plain `with` block, for waits on the hot path (`LeanSocket`'s
+    two, the bot runner's).
+
+    The same outcome: at the deadline the task is cancelled and the block ends in TimeoutError
+    (the cancellation withdrawn with `Task.uncancel()`), while a cancellation from elsewhere stays
+    a CancelledError. Only `asyncio.timeout()`'s two coroutines (`__aenter__`/`__aexit__`) and
+    state machine are left out, which halves the cost: with uvloop a guarded wait takes about
+    2.5 us more than an unguarded one, against 5 us with `asyncio.timeout()` and 8-11 us with
+    `asyncio.wait_for()` and its task.
+    """
+
+    __slots__ = ("_expired", "_handle", "_task")
+
+    def __init__(self, delay: float) -> None:
+        task = asyncio.current_task()
+        if task is None:
+            raise RuntimeError("Deadline should be used inside a task")
+        self._task = task
+        self._expired = False
+        self._handle = asyncio.get_running_loop().call_later(delay, self._expire)
+
+    def _expire(self) -> None:
+        self._expired = True
+        self._task.cancel()
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: Any, tb: Any) -> None:
+        self._handle.cancel()
+        if self._expired and self._task.uncancel() == 0 and exc_type is asyncio.CancelledError:
+            raise TimeoutError
+
+
 class KeyedLocks:
     """One asyncio lock per key, dropped when nobody holds or waits for it."""
 

@@ -177,3 +177,33 @@ async def test_message_sent_while_queued_gets_no_bot_reply(services: Services, s
     ]
     assert broadcast.bot_messages() == []
     assert broadcast.bot_typing() == []
+
+
+async def test_a_bot_slower_than_the_timeout_posts_nothing_and_counts_an_error(
+    services: Services, store: Store
+):
+    broadcast = recorder(services)
+    services.bot_runner.timeout = 0.1  # the bot takes BOT_DELAY (0.5 s)
+    session = await start(services)
+    conversation_id = session.conversation.id
+    errors = REGISTRY.get_sample_value("socketsvc_bot_errors_total") or 0.0
+
+    await services.conversations.post_visitor_message(
+        session.visitor, conversation_id, "c-1", "ping"
+    )
+    await services.tasks.drain(timeout=5 * BOT_DELAY)
+
+    assert REGISTRY.get_sample_value("socketsvc_bot_errors_total") == errors + 1
+    assert await store.messages_after(conversation_id, 2, 100) == []
+    assert broadcast.bot_messages() == [] and broadcast.bot_typing() == []
+    # The conversation is still the bot's, and the next message is answered as usual.
+    services.bot_runner.timeout = 5 * BOT_DELAY
+    await services.conversations.post_visitor_message(
+        session.visitor, conversation_id, "c-2", "again"
+    )
+    await services.tasks.drain(timeout=5 * BOT_DELAY)
+    stored = await store.messages_after(conversation_id, 2, 100)
+    assert [(m.seq, m.sender.role, m.text) for m in stored] == [
+        (3, Role.VISITOR, "again"),
+        (4, Role.BOT, "You said: again"),
+    ]

@@ -20,7 +20,7 @@ from engineio import exceptions as eio_exceptions
 from engineio import packet as eio_packet
 from engineio.async_drivers import aiohttp as aiohttp_driver
 
-from socketsvc.server import EngineServer, LeanQueue, LeanSocket, SocketServer, _send_all, _Timeout
+from socketsvc.server import EngineServer, LeanQueue, LeanSocket, SocketServer, _send_all
 from tests.support.serving import serving as serving_app
 
 
@@ -106,40 +106,6 @@ def test_every_engineio_socket_gets_a_lean_queue():
     server = SocketServer(async_mode="aiohttp")
     assert isinstance(server.eio, EngineServer)
     assert isinstance(server.eio.create_queue(), LeanQueue)
-
-
-# -- _Timeout: asyncio.timeout() as a plain `with` -------------------------------------------
-
-
-async def test_a_timeout_that_expires_raises_timeout_error_and_leaves_the_task_uncancelled():
-    started = time.monotonic()
-    with pytest.raises(TimeoutError), _Timeout(0.05):
-        await asyncio.sleep(5)
-    assert 0.04 < time.monotonic() - started < 1
-    task = asyncio.current_task()
-    assert task is not None and task.cancelling() == 0
-    await asyncio.sleep(0.01)  # no cancellation left over
-
-
-async def test_a_wait_that_ends_in_time_disarms_the_timeout():
-    with _Timeout(0.05):
-        await asyncio.sleep(0.01)
-    await asyncio.sleep(0.1)  # the deadline has passed: nothing is cancelled
-
-
-async def test_a_cancellation_from_elsewhere_stays_a_cancellation():
-    entered = asyncio.Event()
-
-    async def wait() -> None:
-        with _Timeout(5):
-            entered.set()
-            await asyncio.sleep(5)
-
-    task = asyncio.create_task(wait())
-    await entered.wait()
-    task.cancel()
-    with pytest.raises(asyncio.CancelledError):
-        await task
 
 
 # -- LeanSocket.poll() ----------------------------------------------------------------------
