@@ -15,7 +15,7 @@ from engineio import packet as eio_packet
 from socketio import packet
 
 from socketsvc.errors import error_ack
-from socketsvc.tasks import Deadline
+from socketsvc.tasks import Deadline, Watchdog
 
 log = logging.getLogger(__name__)
 
@@ -149,8 +149,9 @@ class LeanSocket(async_socket.AsyncSocket):  # type: ignore[misc]
     wraps each wait in `asyncio.wait_for()`, which on Python 3.11 runs the awaitable in a task of
     its own: per frame received, `ensure_future(websocket_wait())` plus `wait_for`'s timer, waiter
     future and done-callbacks, and per batch sent, a task for `queue.get()`; each costs extra trips
-    through the event loop. Here both waits run in the caller's task under `Deadline` (what
-    `asyncio.timeout()` does, for less: one timer handle, no task), with the same outcome: a receive
+    through the event loop. Here both waits run in the caller's task under a `Watchdog` (what
+    `asyncio.timeout()` does, for less: no task, and one timer every ping_interval + ping_timeout
+    for all the waits of the reader, and one for the writer's), with the same outcome: a receive
     that waits longer than ping_interval + ping_timeout ends the connection, as do a cancellation, a
     closed WebSocket and a frame over max_http_buffer_size; `poll()` raises `exceptions.QueueEmpty`
     on a timeout or a cancellation. The `wait_task.exception()` work-around for bpo-30508 goes with
@@ -170,10 +171,10 @@ class LeanSocket(async_socket.AsyncSocket):  # type: ignore[misc]
     upgrading: bool
     upgraded: bool
 
-    async def poll(self) -> list[Any]:
-        """Wait for packets to send to the client."""
+    async def poll(self, watchdog: Watchdog | None = None) -> list[Any]:
+        """Wait for packets to send to the client (under `watchdog`, the WebSocket writer's)."""
         try:
-            with Deadline(self.server.ping_interval + self.server.ping_timeout):
+            with watchdog or Deadline(self.server.ping_interval + self.server.ping_timeout):
                 packets = [await self.queue.get()]
             self.queue.task_done()
         except (TimeoutError, asyncio.CancelledError):
@@ -240,49 +241,57 @@ class LeanSocket(async_socket.AsyncSocket):  # type: ignore[misc]
 
         # start separate writer thread
         async def writer() -> None:
-            while True:
-                packets = None
-                try:
-                    packets = await self.poll()
-                except exceptions.QueueEmpty:
-                    break
-                if not packets:
-                    # empty packet list returned -> connection closed
-                    break
-                try:
-                    await _send_all(ws, packets)
-                except BaseException:
-                    break
+            watchdog = Watchdog(self.server.ping_interval + self.server.ping_timeout)
+            try:
+                while True:
+                    packets = None
+                    try:
+                        packets = await self.poll(watchdog)
+                    except exceptions.QueueEmpty:
+                        break
+                    if not packets:
+                        # empty packet list returned -> connection closed
+                        break
+                    try:
+                        await _send_all(ws, packets)
+                    except BaseException:
+                        break
+            finally:
+                watchdog.close()
             await ws.close()
 
         writer_task = asyncio.ensure_future(writer())
 
         self.server.logger.info("%s: Upgrade to websocket successful", self.sid)
 
-        while True:
-            p = None
-            try:
-                with Deadline(self.server.ping_interval + self.server.ping_timeout):
-                    p = await websocket_wait()
-            except BaseException:
-                # Upstream breaks here on anything: a timeout, a cancellation (without a task
-                # of its own there is no bpo-30508 to work around), OSError, ValueError.
-                break
-            if p is None:
-                # connection closed by client
-                break
-            pkt = eio_packet.Packet(encoded_packet=p)
-            try:
-                await self.receive(pkt)
-            except exceptions.UnknownPacketError:  # pragma: no cover
-                pass
-            except exceptions.SocketIsClosedError:  # pragma: no cover
-                self.server.logger.info("Receive error -- socket is closed")
-                break
-            except BaseException:  # pragma: no cover
-                # if we get an unexpected exception we log the error and exit
-                # the connection properly
-                self.server.logger.exception("Unknown receive error")
+        watchdog = Watchdog(self.server.ping_interval + self.server.ping_timeout)
+        try:
+            while True:
+                p = None
+                try:
+                    with watchdog:
+                        p = await websocket_wait()
+                except BaseException:
+                    # Upstream breaks here on anything: a timeout, a cancellation (without a
+                    # task of its own there is no bpo-30508 to work around), OSError, ValueError.
+                    break
+                if p is None:
+                    # connection closed by client
+                    break
+                pkt = eio_packet.Packet(encoded_packet=p)
+                try:
+                    await self.receive(pkt)
+                except exceptions.UnknownPacketError:  # pragma: no cover
+                    pass
+                except exceptions.SocketIsClosedError:  # pragma: no cover
+                    self.server.logger.info("Receive error -- socket is closed")
+                    break
+                except BaseException:  # pragma: no cover
+                    # if we get an unexpected exception we log the error and exit
+                    # the connection properly
+                    self.server.logger.exception("Unknown receive error")
+        finally:
+            watchdog.close()
 
         await self.queue.put(None)  # unlock the writer task so it can exit
         await asyncio.wait_for(writer_task, timeout=None)

@@ -42,8 +42,8 @@ class TaskTracker:
 
 
 class Deadline:
-    """`asyncio.timeout(delay)` as a plain `with` block, for waits on the hot path (`LeanSocket`'s
-    two, the bot runner's).
+    """`asyncio.timeout(delay)` as a plain `with` block, for waits on the hot path (a long-polling
+    request's, the bot runner's).
 
     The same outcome: at the deadline the task is cancelled and the block ends in TimeoutError
     (the cancellation withdrawn with `Task.uncancel()`), while a cancellation from elsewhere stays
@@ -74,6 +74,61 @@ class Deadline:
         self._handle.cancel()
         if self._expired and self._task.uncancel() == 0 and exc_type is asyncio.CancelledError:
             raise TimeoutError
+
+
+class Watchdog:
+    """A `Deadline` for a task that waits in the same place again and again (a connection's
+    reader and writer): each `with watchdog:` block ends in TimeoutError once it has waited
+    `delay` seconds, as under `Deadline(delay)`, but the blocks share one timer.
+
+    Entering a block only notes when it must end. The timer is armed when none is pending; when
+    it fires it cancels the task if the current block is past its end, re-arms for the current
+    block's end if that is later, and otherwise (no block running) lets the next block arm a new
+    one. A task that waits many times per second therefore costs a timer every `delay` seconds
+    instead of one per wait (with uvloop, each timer is a libuv handle: allocated, started,
+    stopped and closed). `close()` drops the pending timer when the task is done.
+    """
+
+    __slots__ = ("_delay", "_end", "_expired", "_handle", "_loop", "_task")
+
+    def __init__(self, delay: float) -> None:
+        task = asyncio.current_task()
+        if task is None:
+            raise RuntimeError("Watchdog should be used inside a task")
+        self._task = task
+        self._loop = asyncio.get_running_loop()
+        self._delay = delay
+        self._end: float | None = None
+        self._expired = False
+        self._handle: asyncio.TimerHandle | None = None
+
+    def __enter__(self) -> None:
+        self._end = end = self._loop.time() + self._delay
+        if self._handle is None:
+            self._handle = self._loop.call_at(end, self._check)
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: Any, tb: Any) -> None:
+        self._end = None
+        if self._expired:
+            self._expired = False
+            if self._task.uncancel() == 0 and exc_type is asyncio.CancelledError:
+                raise TimeoutError
+
+    def _check(self) -> None:
+        self._handle = None
+        end = self._end
+        if end is None:
+            return
+        if self._loop.time() < end:
+            self._handle = self._loop.call_at(end, self._check)
+            return
+        self._expired = True
+        self._task.cancel()
+
+    def close(self) -> None:
+        if self._handle is not None:
+            self._handle.cancel()
+            self._handle = None
 
 
 class KeyedLocks:

@@ -1,4 +1,4 @@
-"""`Deadline`: asyncio.timeout() as a plain `with` block."""
+"""`Deadline` and `Watchdog`: asyncio.timeout() as a plain `with` block, once or many times."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from socketsvc.tasks import Deadline
+from socketsvc.tasks import Deadline, Watchdog
 
 # -- Deadline: asyncio.timeout() as a plain `with` --------------------------------------------
 
@@ -41,3 +41,70 @@ async def test_a_cancellation_from_elsewhere_stays_a_cancellation():
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
+
+
+# -- Watchdog: one timer for many guarded waits ------------------------------------------------
+
+
+async def test_a_watched_wait_that_lasts_too_long_raises_timeout_error():
+    watchdog = Watchdog(0.1)
+    started = time.monotonic()
+    with pytest.raises(TimeoutError), watchdog:
+        await asyncio.sleep(5)
+    assert 0.09 < time.monotonic() - started < 1
+    task = asyncio.current_task()
+    assert task is not None and task.cancelling() == 0
+    watchdog.close()
+    await asyncio.sleep(0.01)  # no cancellation left over
+
+
+async def test_many_short_watched_waits_outlast_the_delay_together():
+    watchdog = Watchdog(0.1)
+    started = time.monotonic()
+    while time.monotonic() - started < 0.5:  # five delays in all, 10 ms per wait
+        with watchdog:
+            await asyncio.sleep(0.01)
+    watchdog.close()
+
+
+async def test_a_wait_that_starts_late_gets_the_whole_delay():
+    watchdog = Watchdog(0.2)
+    with watchdog:
+        await asyncio.sleep(0.01)
+    await asyncio.sleep(0.15)  # unguarded: most of the delay passes outside a block
+    started = time.monotonic()
+    with watchdog:
+        await asyncio.sleep(0.1)  # within its own 0.2 s: not cancelled
+    with pytest.raises(TimeoutError), watchdog:
+        await asyncio.sleep(5)
+    assert 0.25 < time.monotonic() - started < 1.5
+    watchdog.close()
+
+
+async def test_a_cancellation_from_elsewhere_stays_a_cancellation_under_a_watchdog():
+    entered = asyncio.Event()
+
+    async def wait() -> None:
+        watchdog = Watchdog(5)
+        try:
+            with watchdog:
+                entered.set()
+                await asyncio.sleep(5)
+        finally:
+            watchdog.close()
+
+    task = asyncio.create_task(wait())
+    await entered.wait()
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+
+
+async def test_a_timer_that_fires_between_blocks_cancels_nothing():
+    watchdog = Watchdog(0.05)
+    with watchdog:
+        await asyncio.sleep(0.01)
+    await asyncio.sleep(0.1)  # the first block's timer fires here, outside any block
+    with watchdog:
+        await asyncio.sleep(0.01)
+    watchdog.close()
