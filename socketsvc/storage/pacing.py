@@ -12,6 +12,7 @@ themselves (bench/README.md, "Session 5").
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 
 from socketsvc import metrics
@@ -21,25 +22,30 @@ class CommitPacer:
     """Decides how long the next commit round waits.
 
     The process's CPU use (all its threads) is sampled at most every `window` seconds, when a
-    round is about to start. From a sample at or above `busy` (a share of one core), rounds start
-    at least `delay` seconds apart; from one below `idle` they start at once again. The gap
-    between the two thresholds keeps the pacer from switching back and forth as the delay itself
-    lowers the CPU use. `delay=0` turns pacing off.
+    round is about to start. A sample at or above `busy` (a share of one core) turns pacing on:
+    rounds then start at least `delay` seconds apart. Pacing stays on until no sample has been
+    busy for `linger` seconds. Turning on quickly matters: at a rate the process can only just
+    keep up with, every moment without pacing leaves a backlog that takes many times as long to
+    work off. Turning off slowly costs nothing while traffic is light (rounds that are more than
+    `delay` apart anyway never wait) and keeps a short lull from switching pacing off just
+    before the next burst. `delay=0` turns pacing off.
     """
 
     def __init__(
-        self, delay: float, *, busy: float = 0.6, idle: float = 0.4, window: float = 0.25
+        self, delay: float, *, busy: float = 0.6, window: float = 0.05, linger: float = 1.0
     ) -> None:
         if delay < 0:
             raise ValueError(f"delay must be >= 0 seconds, got {delay}")
         self.delay = delay
         self.busy = busy
-        self.idle = idle
         self.window = window
+        self.linger = linger
         self.pacing = False
-        """Whether rounds are being spaced apart (the last sample was busy)."""
+        """Whether rounds are being spaced apart."""
         self._sampled_at = time.monotonic()
         self._cpu_at = time.process_time()
+        self._busy_at = -math.inf
+        """When a sample last found the process busy."""
         self._round_at = 0.0
 
     async def wait(self) -> None:
@@ -61,9 +67,10 @@ class CommitPacer:
         if elapsed <= 0:
             return
         cpu = time.process_time()
-        load = (cpu - self._cpu_at) / elapsed
+        if (cpu - self._cpu_at) / elapsed >= self.busy:
+            self._busy_at = now
         self._sampled_at, self._cpu_at = now, cpu
-        pacing = load >= self.busy or (self.pacing and load >= self.idle)
+        pacing = now - self._busy_at < self.linger
         if pacing != self.pacing:
             self.pacing = pacing
             metrics.COMMIT_PACING.set(int(pacing))

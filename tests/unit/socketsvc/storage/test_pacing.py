@@ -42,7 +42,7 @@ async def test_an_idle_process_starts_rounds_at_once() -> None:
 
 
 async def test_a_busy_process_spaces_rounds_delay_apart_until_it_is_idle_again() -> None:
-    pacer = CommitPacer(0.3, window=0.5)
+    pacer = CommitPacer(0.3, window=0.5, linger=0.5)
     burn(0.6)
     first = await timed_wait(pacer)  # samples the burn: busy
     assert pacer.pacing and pacing_gauge() == 1.0
@@ -50,10 +50,21 @@ async def test_a_busy_process_spaces_rounds_delay_apart_until_it_is_idle_again()
     assert first < 0.25  # nothing started in the last `delay` seconds
     assert second >= 0.25
 
-    await asyncio.sleep(0.6)  # idle for longer than a window
+    await asyncio.sleep(0.6)  # idle for longer than a window and `linger`
     assert await timed_wait(pacer) < 0.25  # this wait's sample finds the process idle
     assert not pacer.pacing and pacing_gauge() == 0.0
     assert await timed_wait(pacer) < 0.25
+
+
+async def test_pacing_lasts_through_a_short_lull() -> None:
+    pacer = CommitPacer(0.3, window=0.05, linger=1.0)
+    burn(0.1)
+    await pacer.wait()  # samples the burn: busy
+    assert pacer.pacing
+    await asyncio.sleep(0.4)  # idle, but for less than `linger`
+    assert await timed_wait(pacer) < 0.25  # the last round started long enough ago
+    assert pacer.pacing
+    assert await timed_wait(pacer) >= 0.25  # the next one waits for `delay`
 
 
 async def test_zero_delay_never_paces() -> None:
@@ -82,7 +93,7 @@ async def test_messages_arriving_during_the_delay_are_stored_in_one_round(store:
     await store.ensure_visitor("v1", "Visitor v1")
     conversation_id = (await store.create_conversation("v1", None)).conversation.id
     # Thresholds of 0: the first sample counts as busy, whatever the machine is doing.
-    store.pacer = CommitPacer(0.6, busy=0.0, idle=0.0, window=0.0)
+    store.pacer = CommitPacer(0.6, busy=0.0, window=0.0)
     batches_before = REGISTRY.get_sample_value("socketsvc_append_batches_total") or 0.0
 
     first = asyncio.create_task(store.append_message(conversation_id, VISITOR, "m0", "c0"))
