@@ -5,6 +5,14 @@ commit then copies the log into the database file and fsyncs it, and every messa
 the next commit waits for that too (tens of milliseconds under load). The service turns the
 automatic checkpoint off on its connections (`PRAGMA wal_autocheckpoint=0`) and runs a PASSIVE
 checkpoint from here every second instead; PASSIVE never blocks writers or readers.
+
+A checkpoint alone does not keep the WAL file small: the next writer starts the log over from
+its beginning only if the checkpoint copied *every* frame, and under steady traffic messages are
+committed while it copies, so the log only ever grew (360 MB after 20 s at 4,768 msgs/s, and
+it is never truncated while the service runs). So after each checkpoint a second one runs while
+the store's write lock is held: it copies only what was committed during the first, completes
+the log, and the next commit starts it over. The WAL then holds about one interval of writes,
+and commits overwrite it in place rather than grow the file.
 """
 
 from __future__ import annotations
@@ -20,8 +28,10 @@ log = logging.getLogger(__name__)
 class WalCheckpointer:
     """Checkpoints the WAL of one SQLite file every `interval` seconds on a worker thread."""
 
-    def __init__(self, path: str, interval: float = 1.0) -> None:
+    def __init__(self, path: str, writers: asyncio.Lock, interval: float = 1.0) -> None:
         self.interval = interval
+        self._writers = writers
+        """Held by every write on the database; the completing checkpoint holds it too."""
         self._conn = sqlite3.connect(
             path, timeout=30, check_same_thread=False, isolation_level=None
         )
@@ -41,9 +51,18 @@ class WalCheckpointer:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stop.wait(), self.interval)
             try:
-                await asyncio.to_thread(self.checkpoint)
+                await self.run_once()
             except sqlite3.Error as exc:
                 log.warning("WAL checkpoint failed: %s", exc)
+
+    async def run_once(self) -> tuple[int, int, int]:
+        """Checkpoint without blocking writers, then complete the log under the write lock so
+        that the next commit starts it over; returns the second checkpoint's figures."""
+        busy, _, _ = await asyncio.to_thread(self.checkpoint)
+        if busy:
+            return busy, 0, 0
+        async with self._writers:
+            return await asyncio.to_thread(self.checkpoint)
 
     async def close(self) -> None:
         """Stop, checkpoint everything once more (truncating the log), close the connection."""

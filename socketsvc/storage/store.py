@@ -87,7 +87,8 @@ class Store:
         if store.is_sqlite:
             path = str(sqlite_path(database_url))
             store._sqlite = SqliteAppender(path, sqlite_pragmas)
-            store._checkpointer = WalCheckpointer(path)
+            assert store._write_lock is not None
+            store._checkpointer = WalCheckpointer(path, store._write_lock)
         async with engine.begin() as conn:
             if not store.is_sqlite:
                 # Processes starting together must not race to create the same tables.

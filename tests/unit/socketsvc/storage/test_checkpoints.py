@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 from pathlib import Path
 
@@ -36,3 +37,47 @@ async def test_commits_leave_the_wal_to_the_checkpointer(tmp_path: Path) -> None
     assert wal_pages(path) == 0
     with sqlite3.connect(path) as conn:
         assert conn.execute("SELECT count(*) FROM messages").fetchone() == (301,)
+
+
+async def test_the_wal_is_started_over_while_messages_keep_coming(tmp_path: Path) -> None:
+    path = tmp_path / "busy.sqlite3"
+    wal = path.with_name(path.name + "-wal")
+    store = await Store.open(f"sqlite:///{path}")
+    checkpointer = store._checkpointer
+    assert checkpointer is not None
+    checkpointer.interval = 3600.0  # only the explicit checkpoints below
+    try:
+        await store.ensure_visitor("v1", "Visitor v1")
+        conversation_id = (await store.create_conversation("v1", None)).conversation.id
+        written = 0
+        stop = False
+        wrote = asyncio.Event()
+
+        async def keep_writing() -> None:
+            nonlocal written
+            while not stop:
+                await store.append_message(conversation_id, VISITOR, "x" * 2_000, None)
+                written += 1
+                wrote.set()
+
+        # Ten writers: a commit every millisecond or two, during every checkpoint.
+        writers = [asyncio.create_task(keep_writing()) for _ in range(10)]
+        completed = []
+        try:
+            for _ in range(8):
+                before = written
+                while written < before + 300:  # some 1 MB of log between checkpoints
+                    wrote.clear()
+                    await wrote.wait()
+                completed.append(await checkpointer.run_once())
+        finally:
+            stop = True
+            await asyncio.gather(*writers)
+        # Each completing pass copied the whole log, so the next commit started it over: the
+        # file holds about two intervals of writes, not everything written (8 MB or more).
+        assert all(busy == 0 and moved == pages for busy, pages, moved in completed)
+        assert wal.stat().st_size < 4_000_000, wal.stat().st_size
+    finally:
+        await store.close()
+    with sqlite3.connect(path) as conn:
+        assert conn.execute("SELECT count(*) FROM messages").fetchone() == (written,)
