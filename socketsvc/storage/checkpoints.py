@@ -9,10 +9,10 @@ checkpoint from here every second instead; PASSIVE never blocks writers or reade
 A checkpoint alone does not keep the WAL file small: the next writer starts the log over from
 its beginning only if the checkpoint copied *every* frame, and under steady traffic messages are
 committed while it copies, so the log only ever grew (356-362 MB after some 20 s at 3,000 and
-then 4,768 msgs/s, and it is never truncated while the service runs). So after each checkpoint a second one runs while
-the store's write lock is held: it copies only what was committed during the first, completes
-the log, and the next commit starts it over. The WAL then holds about one interval of writes,
-and commits overwrite it in place rather than grow the file.
+then 4,768 msgs/s, and it is never truncated while the service runs). So after each checkpoint
+a second one runs while the store's write lock is held: it copies only what was committed during
+the first, completes the log, and the next commit starts it over. The WAL then holds about one
+interval of writes, and commits overwrite it in place rather than grow the file.
 """
 
 from __future__ import annotations
