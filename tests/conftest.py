@@ -20,6 +20,7 @@ import pytest
 from aiohttp import web
 
 from socketsvc.settings import Settings
+from socketsvc.storage.store import Store
 from tests.support.chat_client import ChatClient
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -69,6 +70,16 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str
         yield _pg_url(name)
     finally:
         asyncio.run(_drop_pg_database(name))
+
+
+@pytest.fixture
+async def store(database_url: str) -> AsyncIterator[Store]:
+    """A `Store` opened on `database_url` (both kinds), closed after the test."""
+    opened = await Store.open(database_url)
+    try:
+        yield opened
+    finally:
+        await opened.close()
 
 
 def make_settings(database_url: str, **overrides: Any) -> Settings:

@@ -69,15 +69,6 @@ def suppressed() -> float:
 
 
 @pytest.fixture
-async def store(database_url: str) -> AsyncIterator[Store]:
-    opened = await Store.open(database_url)
-    try:
-        yield opened
-    finally:
-        await opened.close()
-
-
-@pytest.fixture
 async def services(database_url: str, store: Store) -> AsyncIterator[Services]:
     built = Services.build(
         make_settings(database_url, BOT="echo"),

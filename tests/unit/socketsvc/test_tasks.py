@@ -28,21 +28,6 @@ async def test_a_wait_that_ends_in_time_disarms_the_timeout():
     await asyncio.sleep(0.1)  # the deadline has passed: nothing is cancelled
 
 
-async def test_a_cancellation_from_elsewhere_stays_a_cancellation():
-    entered = asyncio.Event()
-
-    async def wait() -> None:
-        with Deadline(5):
-            entered.set()
-            await asyncio.sleep(5)
-
-    task = asyncio.create_task(wait())
-    await entered.wait()
-    task.cancel()
-    with pytest.raises(asyncio.CancelledError):
-        await task
-
-
 # -- Watchdog: one timer for many guarded waits ------------------------------------------------
 
 
@@ -81,11 +66,14 @@ async def test_a_wait_that_starts_late_gets_the_whole_delay():
     watchdog.close()
 
 
-async def test_a_cancellation_from_elsewhere_stays_a_cancellation_under_a_watchdog():
+@pytest.mark.parametrize("guard", [Deadline, Watchdog])
+async def test_a_cancellation_from_elsewhere_stays_a_cancellation(
+    guard: type[Watchdog],
+) -> None:
     entered = asyncio.Event()
 
     async def wait() -> None:
-        watchdog = Watchdog(5)
+        watchdog = guard(5)
         try:
             with watchdog:
                 entered.set()

@@ -3,25 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
-
-import pytest
 
 from socketsvc.models import SYSTEM, Role, Sender, State
 from socketsvc.storage.store import Store
 
 BOT = Sender(Role.BOT, "bot", "Bot")
 VISITOR = Sender(Role.VISITOR, "v1", "Visitor v1")
-
-
-@pytest.fixture
-async def store(database_url: str) -> AsyncIterator[Store]:
-    opened = await Store.open(database_url)
-    try:
-        yield opened
-    finally:
-        await opened.close()
 
 
 async def new_conversation(store: Store, visitor_id: str = "v1") -> str:
