@@ -49,3 +49,10 @@ async def test_socketio_client_chat(live_server: Any) -> None:
 async def test_visitor_page_in_browser(live_server: Any) -> None:
     """The visitor demo page works in headless Chromium over the default and polling transports."""
     await _run_node_suite(live_server, "visitor_page.test.mjs")
+
+
+@pytest.mark.timeout(NODE_TIMEOUT + 60)
+async def test_socketio_client_polling_batches(live_server: Any) -> None:
+    """socket.io-client's batched long-polling POSTs (a burst, and what was buffered while
+    disconnected) are acked, stored once and in order, over polling and the default transports."""
+    await _run_node_suite(live_server, "polling_batches.test.mjs")
