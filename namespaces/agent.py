@@ -60,6 +60,10 @@ class AgentNamespace(Namespace):
         metrics.DISCONNECTS.labels(namespace=self.namespace).inc()
         try:
             await self.services.presence.disconnected(sid)
+        except Unavailable:
+            # Logged once per outage by storage/outages.py. The connection's row is left
+            # behind: this process's heartbeat keeps it fresh until the process exits.
+            log.debug("could not record an agent's disconnection: the database is unavailable")
         except Exception:
             log.exception("could not record an agent's disconnection")
 

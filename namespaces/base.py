@@ -7,23 +7,15 @@ import time
 from typing import Any
 
 import socketio
-import sqlalchemy.exc
 
 from socketsvc import metrics
-from socketsvc.errors import ServiceError, Unavailable, error_ack
+from socketsvc.errors import ServiceError, StorageUnavailable, Unavailable, error_ack
 from socketsvc.limits import ConnectionBudget, EventLimits, client_ip
 from socketsvc.services import Services
+from socketsvc.storage import outages
 
 log = logging.getLogger("socketsvc.namespaces")
 
-UNAVAILABLE = (
-    sqlalchemy.exc.OperationalError,
-    sqlalchemy.exc.InterfaceError,
-    sqlalchemy.exc.TimeoutError,
-    OSError,
-    TimeoutError,
-)
-"""Failures of a dependency (database down, pool exhausted), answered with `unavailable`."""
 _pending: set[Any] = set()
 
 
@@ -45,8 +37,10 @@ class Connection:
 class Namespace(socketio.AsyncNamespace):  # type: ignore[misc]
     """A class-based namespace whose `on_<event>` handlers return the ack's body.
 
-    A handler raises `ServiceError` for an expected refusal; anything else is logged and
-    answered with `internal`. The connection always stays up.
+    A handler raises `ServiceError` for an expected refusal (the storage layer raises
+    `StorageUnavailable` when the database is unreachable: `unavailable`, logged once per outage
+    by `storage.outages`); anything else is logged and answered with `internal`. The connection
+    always stays up.
     """
 
     lifecycle_events = ("connect", "disconnect")
@@ -95,7 +89,11 @@ class Namespace(socketio.AsyncNamespace):  # type: ignore[misc]
     def refuse(self, exc: ServiceError) -> socketio.exceptions.ConnectionRefusedError:
         """The connect_error for a refused connection (`data` = {code, message})."""
         metrics.CONNECT_REFUSALS.labels(namespace=self.namespace, code=exc.code).inc()
-        log.info("%s connection refused: %s %s", self.namespace, exc.code, exc.message)
+        if isinstance(exc, StorageUnavailable):
+            outages.refused("connect")
+            log.debug("%s connection refused: the database is unavailable", self.namespace)
+        else:
+            log.info("%s connection refused: %s %s", self.namespace, exc.code, exc.message)
         return socketio.exceptions.ConnectionRefusedError(exc.message, exc.to_dict())
 
     def emit_after_connect(self, sid: str, events: list[tuple[str, Any]]) -> None:
@@ -155,13 +153,13 @@ class Namespace(socketio.AsyncNamespace):  # type: ignore[misc]
             try:
                 body = await handler(*args)
                 outcome, reply = "ok", {"ok": True, **(body or {})}
+            except StorageUnavailable as exc:
+                outcome, reply = exc.code, {"ok": False, "error": exc.to_dict()}
+                outages.refused("event")
+                log.debug("%s %s refused: the database is unavailable", self.namespace, event)
             except ServiceError as exc:
                 outcome, reply = exc.code, {"ok": False, "error": exc.to_dict()}
                 log.info("%s %s refused: %s %s", self.namespace, event, exc.code, exc.message)
-            except UNAVAILABLE as exc:
-                outcome = "unavailable"
-                reply = error_ack("unavailable", "storage unavailable; retry shortly")
-                log.warning("%s %s: storage unavailable: %s", self.namespace, event, exc)
             except Exception:
                 outcome, reply = "internal", error_ack("internal", "internal error")
                 log.exception("%s %s failed", self.namespace, event)

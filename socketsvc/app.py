@@ -80,7 +80,9 @@ def _cors(settings: Settings) -> Any:
 
 async def _database(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
-    store = await Store.open(settings.database_url, settings.commit_delay)
+    store = await Store.open(
+        settings.database_url, settings.commit_delay, settings.sqlite_busy_timeout
+    )
     app[STORE] = store
     log.info("database ready (%s)", store.engine.dialect.name)
     yield

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any, Literal
 
 ErrorCode = Literal[
@@ -59,11 +60,32 @@ class Conflict(ServiceError):
 
 
 class RateLimited(ServiceError):
+    """Over a budget; `retry_after` is how many seconds until a retry can pass."""
+
     code = "rate_limited"
+
+    def __init__(self, message: str, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+    def to_dict(self) -> dict[str, Any]:
+        error = super().to_dict()
+        if self.retry_after is not None:
+            # Rounded up: a client that waits this long finds a token.
+            error["retry_after_ms"] = max(1, math.ceil(self.retry_after * 1000))
+        return error
 
 
 class Unavailable(ServiceError):
     code = "unavailable"
+
+
+class StorageUnavailable(Unavailable):
+    """The database is unreachable or refusing us (an outage, see `storage/outages.py`): logged
+    once per outage there, not per request."""
+
+    def __init__(self, message: str = "storage unavailable; retry shortly") -> None:
+        super().__init__(message)
 
 
 def error_ack(

@@ -54,6 +54,15 @@ REDIS_PUBLISH_FAILURES = Counter(
 CANARY_OK = Gauge(
     "socketsvc_pubsub_canary_ok", "1 while this process hears its own Redis canary, else 0"
 )
+DATABASE_OUTAGE = Gauge(
+    "socketsvc_database_outage",
+    "1 while the database is unreachable or refusing connections (an outage), else 0",
+)
+DATABASE_REFUSALS = Counter(
+    "socketsvc_database_refusals_total",
+    "Events and connects answered unavailable because the database was unreachable",
+    ["kind"],
+)
 ABUSE_DISCONNECTS = Counter(
     "socketsvc_abuse_disconnects_total", "Connections closed for sustained flooding", ["namespace"]
 )

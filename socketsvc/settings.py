@@ -53,7 +53,7 @@ class Settings:
     agent_grace_seconds: float = 60.0
     dev_mode: bool = False
     message_rate: float = 2.0
-    message_burst: float = 20.0
+    message_burst: float = 30.0
     connect_rate: int = 60
     max_connections_per_ip: int = 100
     max_connections: int = 20000
@@ -64,6 +64,8 @@ class Settings:
     agent_jwt_issuer: str | None = None
     agent_jwt_audience: str | None = None
     commit_delay: float = DEFAULT_COMMIT_DELAY
+    sqlite_busy_timeout: float = 30.0
+    """Seconds a SQLite write waits for another process's lock before `unavailable`."""
     gc_freeze_interval: float = 1.0
     """Seconds between GC freeze steps (socketsvc.gcpolicy); 0: CPython's default collector."""
     gc_full_growth: float = 25.0
@@ -112,7 +114,7 @@ class Settings:
             agent_grace_seconds=reader.number("AGENT_GRACE_SECONDS", 60.0, low=0.0),
             dev_mode=reader.boolean("DEV_MODE", False),
             message_rate=reader.number("MESSAGE_RATE", 2.0, low=0.01),
-            message_burst=reader.number("MESSAGE_BURST", 20.0, low=1.0),
+            message_burst=reader.number("MESSAGE_BURST", 30.0, low=1.0),
             connect_rate=reader.integer("CONNECT_RATE", 60, low=1),
             max_connections_per_ip=reader.integer("MAX_CONNECTIONS_PER_IP", 100, low=1),
             max_connections=reader.integer("MAX_CONNECTIONS", 20000, low=1),
@@ -123,6 +125,7 @@ class Settings:
             agent_jwt_issuer=reader.optional("AGENT_JWT_ISSUER"),
             agent_jwt_audience=reader.optional("AGENT_JWT_AUDIENCE"),
             commit_delay=reader.number("COMMIT_DELAY", DEFAULT_COMMIT_DELAY, low=0.0, high=0.1),
+            sqlite_busy_timeout=reader.number("SQLITE_BUSY_TIMEOUT", 30.0, low=0.0, high=600.0),
             gc_freeze_interval=reader.number("GC_FREEZE_INTERVAL", 1.0, low=0.0, high=3600.0),
             gc_full_growth=reader.number("GC_FULL_GROWTH", 25.0, low=1.0, high=1000.0),
         )

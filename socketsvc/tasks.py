@@ -7,6 +7,8 @@ import logging
 from collections.abc import Coroutine
 from typing import Any
 
+from socketsvc.errors import Unavailable
+
 log = logging.getLogger(__name__)
 
 
@@ -24,8 +26,13 @@ class TaskTracker:
 
     def _done(self, task: asyncio.Task[Any]) -> None:
         self._tasks.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            log.error("background task %s failed", task.get_name(), exc_info=task.exception())
+        if task.cancelled() or task.exception() is None:
+            return
+        if isinstance(task.exception(), Unavailable):
+            # The database is away: storage/outages.py logs the outage once.
+            log.debug("background task %s failed: %s", task.get_name(), task.exception())
+            return
+        log.error("background task %s failed", task.get_name(), exc_info=task.exception())
 
     def __len__(self) -> int:
         return len(self._tasks)

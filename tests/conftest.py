@@ -224,14 +224,19 @@ class ServiceProcess:
 
 
 @pytest.fixture
-def live_server(database_url: str, tmp_path: Path) -> Iterator[ServiceProcess]:
-    """The service as a subprocess on an ephemeral port, over each kind of database."""
+def live_server(
+    database_url: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> Iterator[ServiceProcess]:
+    """The service as a subprocess on an ephemeral port, over each kind of database; a test's
+    `@pytest.mark.service_env(NAME=value)` adds settings."""
+    marker = request.node.get_closest_marker("service_env")
     service = ServiceProcess(
         {
             "DATABASE_URL": database_url,
             "SOCKETSVC_SECRET": SECRET,
             "LOG_LEVEL": "INFO",
             **GENEROUS_LIMITS,
+            **({k: str(v) for k, v in marker.kwargs.items()} if marker else {}),
         },
         cwd=tmp_path,
     )

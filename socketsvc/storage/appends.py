@@ -284,13 +284,14 @@ class SqliteAppender:
     it, the wait happens on a worker thread.
     """
 
-    def __init__(self, path: str, pragmas: Callable[[Any, Any], None]) -> None:
+    def __init__(self, path: str, pragmas: Callable[[Any, Any], None], busy_timeout: float) -> None:
         self._conn = sqlite3.connect(
             path, timeout=30, check_same_thread=False, isolation_level=None
         )
         pragmas(self._conn, None)
         self._conn.execute("PRAGMA synchronous=NORMAL")
         self._conn.execute("PRAGMA busy_timeout=0")
+        self._busy_timeout_ms = round(busy_timeout * 1000)
         self._sql: dict[tuple[tuple[str, ...], int, bool], str] = {}
         self.syncer = WalSyncer(path + "-wal")
 
@@ -318,7 +319,7 @@ class SqliteAppender:
         return results, self.syncer.after_commit()
 
     def _begin_waiting(self) -> None:
-        self._conn.execute("PRAGMA busy_timeout=30000")
+        self._conn.execute(f"PRAGMA busy_timeout={self._busy_timeout_ms}")
         try:
             self._conn.execute("BEGIN IMMEDIATE")
         finally:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
@@ -27,9 +28,14 @@ def async_url(database_url: str) -> tuple[str, dict[str, Any]]:
 
 
 SQLITE_PAGE_SIZE = 1024
+DEFAULT_SQLITE_BUSY_TIMEOUT = 30.0
+"""Seconds a SQLite write waits for a lock another process holds (SQLITE_BUSY_TIMEOUT); then
+"database is locked", an outage: `unavailable`."""
 
 
-def sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+def sqlite_pragmas(
+    dbapi_connection: Any, _record: Any, busy_timeout: float = DEFAULT_SQLITE_BUSY_TIMEOUT
+) -> None:
     cursor = dbapi_connection.cursor()
     # Only takes effect while the database file is still empty (a new database). Every commit
     # writes each page it changed to the WAL, and a message changes a few index pages at random
@@ -40,20 +46,27 @@ def sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     # FULL: every commit is fsynced before the message is acknowledged.
     cursor.execute("PRAGMA synchronous=FULL")
     cursor.execute("PRAGMA foreign_keys=ON")
-    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.execute(f"PRAGMA busy_timeout={round(busy_timeout * 1000)}")
     # Checkpoints run in the background, not inside a commit (see storage/checkpoints.py).
     cursor.execute("PRAGMA wal_autocheckpoint=0")
     cursor.close()
 
 
-def create_engine(database_url: str) -> AsyncEngine:
-    """An engine for `database_url`; SQLite runs in WAL mode with full fsync on commit."""
+def create_engine(
+    database_url: str, busy_timeout: float = DEFAULT_SQLITE_BUSY_TIMEOUT
+) -> AsyncEngine:
+    """An engine for `database_url`; SQLite runs in WAL mode with full fsync on commit and waits
+    `busy_timeout` seconds for another process's lock."""
     url, connect_args = async_url(database_url)
     if url.startswith("sqlite"):
         path = sqlite_path(database_url)
         path.parent.mkdir(parents=True, exist_ok=True)
         engine = create_async_engine(url, connect_args=connect_args, pool_size=5, max_overflow=5)
-        sa.event.listen(engine.sync_engine, "connect", sqlite_pragmas)
+        sa.event.listen(
+            engine.sync_engine,
+            "connect",
+            functools.partial(sqlite_pragmas, busy_timeout=busy_timeout),
+        )
         return engine
     return create_async_engine(
         url,

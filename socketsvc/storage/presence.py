@@ -108,7 +108,7 @@ class PresenceStore:
             await conn.execute(agents.update().where(agents.c.id == agent_id).values(status=status))
 
     async def get(self, agent_id: str) -> Agent | None:
-        async with self.store.engine.connect() as conn:
+        async with self.store.read() as conn:
             row = (await conn.execute(agents.select().where(agents.c.id == agent_id))).first()
         if row is None:
             return None
@@ -125,7 +125,7 @@ class PresenceStore:
         query = sa.select(sa.func.count()).where(
             agents.c.status == "online", agents.c.id.in_(self._live(now))
         )
-        async with self.store.engine.connect() as conn:
+        async with self.store.read() as conn:
             return int((await conn.execute(query)).scalar_one())
 
     async def absent_with_conversations(self, grace: float) -> list[str]:
@@ -144,5 +144,5 @@ class PresenceStore:
             )
             .distinct()
         )
-        async with self.store.engine.connect() as conn:
+        async with self.store.read() as conn:
             return [str(r[0]) for r in (await conn.execute(query)).all()]

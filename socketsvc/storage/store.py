@@ -36,16 +36,16 @@ from socketsvc.storage.appends import (
     pg_append,
 )
 from socketsvc.storage.checkpoints import WalCheckpointer
-from socketsvc.storage.database import create_engine, sqlite_pragmas
+from socketsvc.storage.database import (
+    DEFAULT_SQLITE_BUSY_TIMEOUT,
+    create_engine,
+    sqlite_pragmas,
+)
+from socketsvc.storage.outages import OUTAGES, is_outage
 from socketsvc.storage.pacing import CommitPacer
 from socketsvc.storage.tables import conversations, messages, metadata, read_marks, visitors
 
 MAX_BATCH = 256
-_PG_UNAVAILABLE = (
-    asyncpg.PostgresConnectionError,
-    asyncpg.InterfaceError,
-    asyncpg.exceptions.OperatorInterventionError,
-)
 
 __all__ = ["Append", "Store", "Transition", "new_id"]
 
@@ -80,13 +80,19 @@ class Store:
         rolls back on every check-in); dropped after an error."""
 
     @classmethod
-    async def open(cls, database_url: str, commit_delay: float = DEFAULT_COMMIT_DELAY) -> Store:
-        """Connect and create the schema if it is missing; `commit_delay`: see `CommitPacer`."""
-        engine = create_engine(database_url)
+    async def open(
+        cls,
+        database_url: str,
+        commit_delay: float = DEFAULT_COMMIT_DELAY,
+        busy_timeout: float = DEFAULT_SQLITE_BUSY_TIMEOUT,
+    ) -> Store:
+        """Connect and create the schema if it is missing; `commit_delay`: see `CommitPacer`;
+        `busy_timeout`: how long SQLite waits for another process's lock."""
+        engine = create_engine(database_url, busy_timeout)
         store = cls(engine, commit_delay)
         if store.is_sqlite:
             path = str(sqlite_path(database_url))
-            store._sqlite = SqliteAppender(path, sqlite_pragmas)
+            store._sqlite = SqliteAppender(path, sqlite_pragmas, busy_timeout)
             assert store._write_lock is not None
             store._checkpointer = WalCheckpointer(path, store._write_lock)
         async with engine.begin() as conn:
@@ -109,19 +115,31 @@ class Store:
             await self._checkpointer.close()
 
     async def ping(self) -> None:
-        """Raise if the database cannot answer a trivial query."""
-        async with self.engine.connect() as conn:
+        """Raise (`Unavailable` in an outage) if the database cannot answer a trivial query."""
+        async with self.read() as conn:
             await conn.execute(sa.text("SELECT 1"))
+
+    # Every way into the database runs in `OUTAGES.guard`: a connection-level failure (the
+    # database down, refusing or locked) comes out as `StorageUnavailable`, logged once per
+    # outage (storage/outages.py); any other error is raised as it is.
+
+    @contextlib.asynccontextmanager
+    async def read(self) -> AsyncIterator[AsyncConnection]:
+        """A pooled connection for reads (nothing is committed)."""
+        with OUTAGES.guard("read"):
+            async with self.engine.connect() as conn:
+                yield conn
 
     @contextlib.asynccontextmanager
     async def write(self) -> AsyncIterator[AsyncConnection]:
         """One write transaction, committed (and on SQLite fsynced) when the block ends."""
-        if self._write_lock is None:
-            async with self.engine.begin() as conn:
+        with OUTAGES.guard("write"):
+            if self._write_lock is None:
+                async with self.engine.begin() as conn:
+                    yield conn
+                return
+            async with self._write_lock, self.engine.begin() as conn:
                 yield conn
-            return
-        async with self._write_lock, self.engine.begin() as conn:
-            yield conn
 
     # visitors -------------------------------------------------------------------------------
 
@@ -144,7 +162,7 @@ class Store:
         return Visitor(visitor_id, name, now)
 
     async def get_visitor(self, visitor_id: str) -> Visitor | None:
-        async with self.engine.connect() as conn:
+        async with self.read() as conn:
             row = (await conn.execute(visitors.select().where(visitors.c.id == visitor_id))).first()
         return None if row is None else Visitor(row.id, row.name, _aware(row.created_at))
 
@@ -201,7 +219,7 @@ class Store:
         return Transition(conversation, stored)
 
     async def get_conversation(self, conversation_id: str) -> Conversation | None:
-        async with self.engine.connect() as conn:
+        async with self.read() as conn:
             row = (
                 await conn.execute(
                     conversations.select().where(conversations.c.id == conversation_id)
@@ -217,7 +235,7 @@ class Store:
             .order_by(conversations.c.created_at.desc())
             .limit(1)
         )
-        async with self.engine.connect() as conn:
+        async with self.read() as conn:
             row = (await conn.execute(query)).first()
         return None if row is None else _conversation(row._mapping)
 
@@ -306,7 +324,8 @@ class Store:
             task.add_done_callback(self._flush_tasks.discard)
         # A caller cancelled while waiting cancels only its future: the batch still stores the
         # message (and skips the cancelled future).
-        return await item.future
+        with OUTAGES.guard("write"):
+            return await item.future
 
     async def _flush(self) -> None:
         """Store pending appends in batches until none are left."""
@@ -318,20 +337,43 @@ class Store:
                 batch = self._pending[:MAX_BATCH]
                 del self._pending[:MAX_BATCH]
                 metrics.APPEND_BATCHES.inc()
+                held = None
                 try:
-                    held = None
                     if self._sqlite is None:
                         if self._append_conn is None:
                             self._append_conn = await self.engine.connect()
                         held = self._append_conn
                     results, durable = await self._write_batch(batch, held)
-                except Exception:
+                except Exception as exc:
                     await self._drop_append_conn()
-                    # One bad item (or a client_id raced in by another process) spoils the
-                    # whole transaction: redo the items one by one, each with its own outcome.
-                    for item in batch:
-                        await self._append_alone(item)
-                    continue
+                    if is_outage(exc):
+                        if held is None:
+                            # No connection to be had (or SQLite itself failed): every item
+                            # would fail the same way, each after its own wait.
+                            _settle_all(batch, [None] * len(batch), exc)
+                            continue
+                        # The held connection died (the database went away, or only the
+                        # connection did, e.g. while idle): one try on a new connection tells.
+                        # If the batch had committed before the connection died, that try
+                        # fails on the unique client_id index and is redone item by item below,
+                        # answering each message with the stored one (a message sent without a
+                        # client_id cannot be recognised so: it would be stored again).
+                        try:
+                            results, durable = await self._write_batch(batch)
+                        except Exception as again:
+                            if is_outage(again):
+                                _settle_all(batch, [None] * len(batch), again)
+                                continue
+                            for item in batch:
+                                await self._append_alone(item)
+                            continue
+                    else:
+                        # One bad item (or a client_id raced in by another process) spoils the
+                        # whole transaction: redo the items one by one, each with its own
+                        # outcome.
+                        for item in batch:
+                            await self._append_alone(item)
+                        continue
                 if durable is None:
                     _settle_all(batch, results, None)
                 else:
@@ -357,9 +399,13 @@ class Store:
         except IntegrityError as exc:
             existing = None
             if item.client_id is not None:
-                existing = await self.message_by_client_id(
-                    item.conversation_id, item.sender, item.client_id
-                )
+                try:
+                    existing = await self.message_by_client_id(
+                        item.conversation_id, item.sender, item.client_id
+                    )
+                except Exception as failure:  # e.g. Unavailable: the database went away
+                    _settle(item.future, failure)
+                    return
             if existing is None:
                 _settle(item.future, exc)
                 return
@@ -402,8 +448,11 @@ class Store:
             return await pg_append(raw.driver_connection, items, now)
         except asyncpg.IntegrityConstraintViolationError as exc:
             raise IntegrityError("append", None, exc) from exc
-        except _PG_UNAVAILABLE as exc:
-            await conn.invalidate()
+        except Exception as exc:
+            if not is_outage(exc):
+                raise
+            with contextlib.suppress(Exception):
+                await conn.invalidate()
             raise OperationalError("append", None, exc) from exc
 
     async def message_by_client_id(
@@ -416,7 +465,7 @@ class Store:
             messages.c.sender_id == sender.id,
             messages.c.client_id == client_id,
         )
-        async with self.engine.connect() as conn:
+        async with self.read() as conn:
             row = (await conn.execute(query)).first()
         return None if row is None else _message(row._mapping)
 
@@ -430,7 +479,7 @@ class Store:
             .order_by(messages.c.seq)
             .limit(limit)
         )
-        async with self.engine.connect() as conn:
+        async with self.read() as conn:
             rows = (await conn.execute(query)).all()
         return [_message(row._mapping) for row in rows]
 
@@ -444,7 +493,7 @@ class Store:
         )
         if role is not None:
             query = query.where(messages.c.sender_role == role.value)
-        async with self.engine.connect() as conn:
+        async with self.read() as conn:
             row = (await conn.execute(query)).first()
         return None if row is None else _message(row._mapping)
 
@@ -494,7 +543,7 @@ class Store:
             .where(read_marks.c.conversation_id == conversation_id)
             .order_by(read_marks.c.reader_role, read_marks.c.reader_id)
         )
-        async with self.engine.connect() as conn:
+        async with self.read() as conn:
             rows = (await conn.execute(query)).all()
         return [(str(r[0]), str(r[1]), int(r[2])) for r in rows]
 
@@ -504,7 +553,7 @@ class Store:
             read_marks.c.reader_role == role.value,
             read_marks.c.reader_id == reader_id,
         )
-        async with self.engine.connect() as conn:
+        async with self.read() as conn:
             value = (await conn.execute(query)).scalar_one_or_none()
         return int(value or 0)
 
@@ -522,12 +571,12 @@ class Store:
                 ),
             ),
         )
-        async with self.engine.connect() as conn:
+        async with self.read() as conn:
             return int((await conn.execute(query)).scalar_one())
 
     async def queue_length(self) -> int:
         query = sa.select(sa.func.count()).where(conversations.c.state == State.QUEUED.value)
-        async with self.engine.connect() as conn:
+        async with self.read() as conn:
             return int((await conn.execute(query)).scalar_one())
 
     async def queued(self) -> list[Conversation]:
@@ -537,7 +586,7 @@ class Store:
             .where(conversations.c.state == State.QUEUED.value)
             .order_by(conversations.c.queued_at, conversations.c.id)
         )
-        async with self.engine.connect() as conn:
+        async with self.read() as conn:
             rows = (await conn.execute(query)).all()
         return [_conversation(row._mapping) for row in rows]
 
@@ -550,7 +599,7 @@ class Store:
             )
             .order_by(conversations.c.updated_at)
         )
-        async with self.engine.connect() as conn:
+        async with self.read() as conn:
             rows = (await conn.execute(query)).all()
         return [_conversation(row._mapping) for row in rows]
 

@@ -22,6 +22,7 @@ import functools
 import itertools
 import math
 import random
+import sqlite3
 import time
 import uuid
 from collections import Counter
@@ -830,8 +831,28 @@ class Audit:
         )
 
 
+def _sqlite_rows(path: str, ids: list[str]) -> tuple[list[Any], list[Any]]:
+    """The audit's two queries on a SQLite file (rows indexable by column name)."""
+    connection = sqlite3.connect(path)
+    connection.row_factory = sqlite3.Row
+    try:
+        marks = ", ".join("?" for _ in ids) or "NULL"
+        rows = connection.execute(
+            "SELECT conversation_id, seq, id, client_id, sender_role, sender_id FROM messages"
+            f" WHERE conversation_id IN ({marks})",
+            ids,
+        ).fetchall()
+        conversations = connection.execute(
+            f"SELECT id, last_seq, state, agent_id FROM conversations WHERE id IN ({marks})", ids
+        ).fetchall()
+    finally:
+        connection.close()
+    return rows, conversations
+
+
 async def audit(database_url: str, crowd: Crowd) -> Audit:
-    """Compare what the crowd sent, had acked and saw with what PostgreSQL holds.
+    """Compare what the crowd sent, had acked and saw with what the database (PostgreSQL, or a
+    `sqlite:///` file) holds.
 
     - sent: unique client_ids attempted; acked: of those, acknowledged; stored: of those, in
       the database;
@@ -844,19 +865,23 @@ async def audit(database_url: str, crowd: Crowd) -> Audit:
     """
     result = Audit()
     ids = crowd.visitor_conversations()
-    connection = await asyncpg.connect(database_url)
-    try:
-        rows = await connection.fetch(
-            "SELECT conversation_id, seq, id, client_id, sender_role, sender_id FROM messages"
-            " WHERE conversation_id = ANY($1::varchar[])",
-            ids,
-        )
-        conversations = await connection.fetch(
-            "SELECT id, last_seq, state, agent_id FROM conversations WHERE id = ANY($1::varchar[])",
-            ids,
-        )
-    finally:
-        await connection.close()
+    if database_url.startswith("sqlite:///"):
+        rows, conversations = _sqlite_rows(database_url.removeprefix("sqlite:///"), ids)
+    else:
+        connection = await asyncpg.connect(database_url)
+        try:
+            rows = await connection.fetch(
+                "SELECT conversation_id, seq, id, client_id, sender_role, sender_id FROM messages"
+                " WHERE conversation_id = ANY($1::varchar[])",
+                ids,
+            )
+            conversations = await connection.fetch(
+                "SELECT id, last_seq, state, agent_id FROM conversations"
+                " WHERE id = ANY($1::varchar[])",
+                ids,
+            )
+        finally:
+            await connection.close()
 
     attempted: set[str] = set()
     acked: dict[str, dict[str, Any]] = {}
