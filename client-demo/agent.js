@@ -6,7 +6,9 @@
  *   again on every reconnect) and the `conversation` events;
  * - shows one conversation at a time: history from the accept ack or `sync`, live messages ordered
  *   and deduplicated by seq, resync on reconnect and on seq gaps, typing and read marks both ways;
- * - sends with a client_id, retried with the same client_id after a reconnect or an ack timeout.
+ * - sends with a client_id through an ordered outbox per conversation (outbox.js, loaded with
+ *   import()): one message on the wire at a time, re-sent with the same client_id after a refusal,
+ *   a reconnect or an ack timeout, so messages are stored once and in the order they were written.
  * All text from the service or from people is rendered with textContent, never as HTML.
  */
 (function () {
@@ -15,7 +17,9 @@
   var TOKEN_KEY = "socketsvc.agent_token";
   var AVAILABILITY_KEY = "socketsvc.agent_availability";
   var ACK_TIMEOUT_MS = 8000;
+  var MESSAGE_ACK_TIMEOUT_MS = 5000;
   var RETRY_DELAY_MS = 1000;
+  var outboxModule = null; // outbox.js, loaded before the session starts
   var TYPING_IDLE_MS = 3000;
   var REMOTE_TYPING_TTL_MS = 10000;
   var SYNC_LIMIT = 200;
@@ -229,7 +233,7 @@
         id: cid,
         messages: new Map(), // seq -> Message
         nodes: new Map(), // seq -> element
-        pending: new Map(), // client_id -> {text, node, attempt}
+        outbox: makeOutbox(), // this agent's unacknowledged messages, in the order written
         contiguous: 0,
         highest: 0,
         visitorRead: 0,
@@ -327,15 +331,21 @@
 
   /** Add a stored message to its conversation (idempotent by seq). True when it was new. */
   function addMessage(msg) {
+    return showMessage(msg, null);
+  }
+
+  /** `addMessage`, in `pendingNode` when it is our own message just acked. */
+  function showMessage(msg, pendingNode) {
     if (!isMessage(msg)) return false;
     var chat = chatOf(msg.conversation_id);
     if (chat.messages.has(msg.seq)) return false;
     chat.messages.set(msg.seq, msg);
 
-    var node = null;
-    if (msg.sender.role === "agent" && msg.client_id && chat.pending.has(msg.client_id)) {
-      node = chat.pending.get(msg.client_id).node;
-      chat.pending.delete(msg.client_id);
+    var node = pendingNode || null;
+    if (!node && msg.sender.role === "agent" && msg.client_id) {
+      // Ours, broadcast before its ack: stored, so the outbox moves on.
+      var item = chat.outbox.settle(msg.client_id);
+      if (item) node = item.data;
     }
     if (!node) node = buildMessageNode(msg.sender.role, isMe(msg.sender) ? "You" : msg.sender.name, msg.text);
     confirmNode(chat, node, msg);
@@ -547,9 +557,7 @@
   function left(cid, s) {
     var chat = chats.get(cid);
     if (chat) {
-      chat.pending.forEach(function (p) {
-        p.attempt++;
-      });
+      chat.outbox.clear();
       if (chat.typing) clearTimeout(chat.typing.timer);
       chats.delete(cid);
     }
@@ -597,8 +605,8 @@
     var children = seqs.map(function (seq) {
       return chat.nodes.get(seq);
     });
-    chat.pending.forEach(function (p) {
-      children.push(p.node);
+    chat.outbox.forEach(function (item) {
+      children.push(item.data);
     });
     el.log.replaceChildren.apply(el.log, children);
     scrollToEnd();
@@ -758,46 +766,23 @@
 
   // ---- sending ---------------------------------------------------------------------------------
 
-  function transmit(chat, clientId) {
-    var p = chat.pending.get(clientId);
-    if (!p) return;
-    if (!socket || !socket.connected) {
-      setStatus(p.node, "offline");
-      return; // resent when the `assigned` snapshot arrives after reconnecting
-    }
-    var attempt = ++p.attempt;
-    setStatus(p.node, "pending");
-    socket
-      .timeout(ACK_TIMEOUT_MS)
-      .emit("message", { conversation_id: chat.id, client_id: clientId, text: p.text }, function (err, ack) {
-        var cur = chat.pending.get(clientId);
-        if (!cur || cur.attempt !== attempt) return;
-        if (err) {
-          // No ack in time: retry with the same client_id (the service stores it once).
-          setStatus(cur.node, "pending", "Retrying…");
-          setTimeout(function () {
-            if (chat.pending.get(clientId) === cur && cur.attempt === attempt) transmit(chat, clientId);
-          }, RETRY_DELAY_MS);
-          return;
-        }
-        if (ack && ack.ok && ack.message) {
-          if (!addMessage(ack.message)) {
-            chat.pending.delete(clientId);
-            if (cur.node.getAttribute("data-seq") === null) cur.node.remove();
-          }
-          return;
-        }
-        var e = (ack && ack.error) || {};
-        if (e.code === "rate_limited" || e.code === "unavailable" || e.code === "internal") {
-          setStatus(cur.node, "pending", "Busy, retrying…");
-          setTimeout(function () {
-            if (chat.pending.get(clientId) === cur && cur.attempt === attempt) transmit(chat, clientId);
-          }, 3 * RETRY_DELAY_MS);
-          return;
-        }
-        chat.pending.delete(clientId);
-        failNode(cur.node, e.message || e.code || "error");
-      });
+  function makeOutbox() {
+    var outbox = outboxModule.messageOutbox({
+      socket: function () {
+        return socket;
+      },
+      setStatus: setStatus,
+      show: showMessage,
+      fail: failNode,
+      onTimeout: function () {
+        // No ack in 5 s: the link is probably dead; reconnect now (the heartbeat takes ~45 s).
+        if (socket && socket.connected && socket.io.engine) socket.io.engine.close();
+      },
+      ackTimeoutMs: MESSAGE_ACK_TIMEOUT_MS,
+      retryMs: RETRY_DELAY_MS,
+    });
+    if (socket && socket.connected) outbox.resume(); // else after the next `assigned` snapshot
+    return outbox;
   }
 
   function failNode(node, why) {
@@ -818,8 +803,7 @@
     node.setAttribute("aria-busy", "true");
     node.setAttribute("data-client-id", clientId);
     el.log.appendChild(node);
-    chat.pending.set(clientId, { text: text, node: node, attempt: 0 });
-    transmit(chat, clientId);
+    chat.outbox.push(clientId, { conversation_id: chat.id, client_id: clientId, text: text }, node);
     scrollToEnd();
     el.text.value = "";
     stopLocalTyping();
@@ -930,10 +914,7 @@
       stopLocalTyping(true);
       chats.forEach(function (chat) {
         clearRemoteTyping(chat);
-        chat.pending.forEach(function (p) {
-          p.attempt++; // acks on the old connection no longer count
-          setStatus(p.node, "offline");
-        });
+        chat.outbox.pause(); // acks on the old connection no longer count
       });
       if (reason === "io server disconnect") current.connect();
     });
@@ -980,10 +961,7 @@
       // Back online: catch up on the open conversation, then resend what was never acknowledged.
       if (selected && mine.has(selected)) requestSync(chatOf(selected));
       chats.forEach(function (chat) {
-        if (!mine.has(chat.id)) return;
-        chat.pending.forEach(function (_, clientId) {
-          transmit(chat, clientId);
-        });
+        if (mine.has(chat.id)) chat.outbox.resume();
       });
       renderLists();
     });
@@ -1110,9 +1088,29 @@
     if (ev.key === "Escape" && !el.alert.hidden) hideAlert();
   });
 
-  if (token) startSession();
-  else {
-    el.signin.hidden = false;
-    el.token.focus();
-  }
+  window.addEventListener("offline", function () {
+    // The heartbeat would notice only after ~45 s: close now; the client keeps retrying.
+    if (socket && socket.connected && socket.io.engine) socket.io.engine.close();
+  });
+  window.addEventListener("online", function () {
+    if (socket && !socket.connected) {
+      socket.disconnect(); // reconnect at once, not at the end of the backoff delay
+      socket.connect();
+    }
+  });
+
+  import("/outbox.js").then(
+    function (module) {
+      outboxModule = module;
+      if (token) startSession();
+      else {
+        el.signin.hidden = false;
+        el.token.focus();
+      }
+    },
+    function () {
+      el.signin.hidden = false;
+      el.signinError.textContent = "The console could not be loaded (outbox.js). Reload the page.";
+    },
+  );
 })();

@@ -12,8 +12,11 @@
  * The client habits it demonstrates (see docs/client-demo.md):
  *   - reconnect with exponential backoff and jitter (options below);
  *   - resync with `sync` after every (re)connect and whenever a message's seq skips one;
- *   - optimistic sends with a client_id, retried with the SAME client_id after a reconnect or an
- *     ack timeout, so the service stores each message exactly once;
+ *   - optimistic sends with a client_id through an ordered outbox (outbox.js): one message on the
+ *     wire at a time, re-sent with the SAME client_id after a refusal, a reconnect or an ack
+ *     timeout, so the service stores each message exactly once and in the order it was written;
+ *   - the browser's offline/online events and ack timeouts close and reopen the connection at
+ *     once, instead of waiting ~45 s for the heartbeat to notice;
  *   - messages ordered by seq and deduplicated by seq.
  * Everything is rendered with textContent / createElement, never as HTML, and lives in a Shadow DOM
  * root so that the host page's CSS cannot break it (nor its CSS the host page).
@@ -38,6 +41,7 @@
   var READ_KEY = "socketsvc.visitor_read";
   var OPEN_KEY = "socketsvc.widget_open";
   var ACK_TIMEOUT_MS = 8000;
+  var MESSAGE_ACK_TIMEOUT_MS = 5000; // a stored message is acked in milliseconds: longer means a dead link
   var RETRY_DELAY_MS = 1000;
   var TYPING_IDLE_MS = 3000;
   var REMOTE_TYPING_TTL_MS = 10000;
@@ -372,7 +376,9 @@
   var contiguousSeq = 0; // every seq 1..contiguousSeq is here
   var highestSeq = 0;
   var agentReadSeq = 0; // an agent has seen everything up to this seq
-  var pending = new Map(); // client_id -> {text, node, attempt}
+  var outbox = null; // the ordered outbox (outbox.js) once loaded; items carry the message's element
+  var unsent = []; // [client_id, payload, element] written before outbox.js had loaded
+  var agentsOnline = null; // from `session` and `availability`: is any agent online?
   var typingBy = new Map(); // "role:id" -> {name, timer}
   var syncing = false;
   var syncAgain = false;
@@ -474,6 +480,11 @@
 
   /** Show one stored message (idempotent by seq). Returns true when it was new. */
   function addMessage(msg) {
+    return showMessage(msg, null);
+  }
+
+  /** `addMessage`, in `pendingNode` when it is our own message just acked. */
+  function showMessage(msg, pendingNode) {
     if (!isMessage(msg)) return false;
     if (conversationId && msg.conversation_id && msg.conversation_id !== conversationId) return false;
     if (messages.has(msg.seq)) return false;
@@ -489,10 +500,11 @@
       }
     }
 
-    var node = null;
-    if (role === "visitor" && msg.client_id && pending.has(msg.client_id)) {
-      node = pending.get(msg.client_id).node;
-      pending.delete(msg.client_id);
+    var node = pendingNode || null;
+    if (!node && role === "visitor" && msg.client_id && outbox) {
+      // Our own message, broadcast before its ack arrived: stored, so the outbox moves on.
+      var item = outbox.settle(msg.client_id);
+      if (item) node = item.data;
     }
     if (!node) node = buildMessageNode(role, msg.sender.name, msg.text);
     confirmNode(node, msg);
@@ -577,11 +589,25 @@
   }
 
   function renderConnection() {
-    var connected = !!(socket && socket.connected);
+    var connected = !!(socket && socket.connected) && !networkDown;
     el.connection.setAttribute("data-connected", connected ? "true" : "false");
-    el.connectionText.textContent = connected ? "Online · we reply in minutes" : everConnected ? "Offline" : "Connecting…";
+    // The header tells the truth: a person answers only when an agent is online.
+    el.connection.setAttribute("data-agents", connected && agentsOnline !== null ? String(agentsOnline) : "");
+    el.connectionText.textContent = !connected
+      ? everConnected || networkDown
+        ? "Offline"
+        : "Connecting…"
+      : agentsOnline
+        ? "Online · we reply in minutes"
+        : agentsOnline === false
+          ? "No agent online · the bot is here"
+          : "Connected";
     el.reconnecting.hidden = connected || !socket;
-    el.reconnectingText.textContent = everConnected ? "Connection lost. Reconnecting…" : "Connecting…";
+    el.reconnectingText.textContent = networkDown
+      ? "You are offline. Reconnecting when the network is back…"
+      : everConnected
+        ? "Connection lost. Reconnecting…"
+        : "Connecting…";
     var engine = socket && socket.io.engine;
     el.transport.textContent = connected && engine && engine.transport ? engine.transport.name : "none";
     updateControls();
@@ -688,10 +714,7 @@
         socket.connect(); // the client does not come back by itself after a server-side disconnect
       }
       clearAllTyping();
-      pending.forEach(function (p) {
-        p.attempt++; // acks of the old connection no longer count: resent after reconnecting
-        setStatus(p.node, "offline");
-      });
+      if (outbox) outbox.pause(); // acks of the old connection no longer count: resent after `session`
       stopLocalTyping(true);
     });
 
@@ -734,9 +757,17 @@
       conversationId = s.conversation_id;
       el.log.setAttribute("data-conversation-id", String(s.conversation_id));
       renderStateName(s.state);
+      if (typeof s.agents_online === "boolean") agentsOnline = s.agents_online;
+      renderConnection();
       requestSync(); // catch up on whatever happened while we were away
-      flushPending(); // then resend what was never acknowledged, with the same client_ids
+      if (outbox) outbox.resume(); // then resend what was never acknowledged, in order, same client_ids
       scheduleRead(); // and a read receipt that could not go out while offline
+    });
+
+    socket.on("availability", function (a) {
+      if (!a || typeof a.agents_online !== "boolean") return;
+      agentsOnline = a.agents_online;
+      renderConnection();
     });
 
     socket.on("message", function (msg) {
@@ -818,55 +849,63 @@
 
   // ---- sending ---------------------------------------------------------------------------------
 
-  function transmit(clientId) {
-    var p = pending.get(clientId);
-    if (!p) return;
-    if (!socket || !socket.connected) {
-      setStatus(p.node, "offline");
-      return; // sent by flushPending() once the session is back
-    }
-    var attempt = ++p.attempt;
-    setStatus(p.node, "pending");
-    socket.timeout(ACK_TIMEOUT_MS).emit("message", { client_id: clientId, text: p.text }, function (err, ack) {
-      var cur = pending.get(clientId);
-      if (!cur || cur.attempt !== attempt) return; // confirmed already, or superseded by a retry
-      if (err) {
-        // No ack in time: retry with the same client_id (the service stores it once).
-        setStatus(cur.node, "pending", "Retrying…");
-        setTimeout(function () {
-          if (pending.get(clientId) === cur && cur.attempt === attempt) transmit(clientId);
-        }, RETRY_DELAY_MS);
-        return;
-      }
-      if (ack && ack.ok && ack.message) {
-        if (!addMessage(ack.message)) {
-          // Already shown (the broadcast won the race): just drop the pending bubble.
-          pending.delete(clientId);
-          if (cur.node.getAttribute("data-seq") === null) cur.node.remove();
-        }
-        return;
-      }
-      var error = (ack && ack.error) || {};
-      if (error.code === "rate_limited" || error.code === "unavailable" || error.code === "internal") {
-        setStatus(cur.node, "pending", "Busy, retrying…");
-        setTimeout(function () {
-          if (pending.get(clientId) === cur && cur.attempt === attempt) transmit(clientId);
-        }, 3 * RETRY_DELAY_MS);
-        return;
-      }
-      pending.delete(clientId);
-      cur.node.classList.remove("pending");
-      cur.node.classList.add("failed");
-      cur.node.removeAttribute("aria-busy");
-      setStatus(cur.node, "failed", "Not sent: " + (error.message || error.code || "error"));
+  function makeOutbox(outboxModule) {
+    return outboxModule.messageOutbox({
+      socket: function () {
+        return socket;
+      },
+      setStatus: setStatus,
+      show: showMessage,
+      fail: function (node, why) {
+        node.classList.remove("pending");
+        node.classList.add("failed");
+        node.removeAttribute("aria-busy");
+        setStatus(node, "failed", "Not sent: " + why);
+      },
+      // No ack within 5 s: the link is probably dead (the heartbeat would take ~45 s to say so).
+      // Reconnect now; the outbox re-sends with the same client_id after the new `session`.
+      onTimeout: restartTransport,
+      ackTimeoutMs: MESSAGE_ACK_TIMEOUT_MS,
+      retryMs: RETRY_DELAY_MS,
     });
   }
 
-  function flushPending() {
-    pending.forEach(function (_, clientId) {
-      transmit(clientId);
-    });
+  function queueMessage(clientId, text, node) {
+    var payload = { client_id: clientId, text: text };
+    if (outbox) {
+      outbox.push(clientId, payload, node); // sent at once when online, else after `session`
+    } else {
+      unsent.push([clientId, payload, node]);
+      setStatus(node, "offline");
+    }
   }
+
+  // ---- the network -----------------------------------------------------------------------------
+
+  var networkDown = typeof navigator.onLine === "boolean" && !navigator.onLine;
+
+  /** Close the transport so that the client reconnects now (its backoff starts over). */
+  function restartTransport() {
+    if (!socket) return;
+    if (socket.connected && socket.io.engine) socket.io.engine.close();
+    renderConnection();
+  }
+
+  window.addEventListener("offline", function () {
+    networkDown = true;
+    if (outbox) outbox.pause();
+    restartTransport(); // the heartbeat would notice only after ~45 s
+  });
+
+  window.addEventListener("online", function () {
+    networkDown = false;
+    if (socket && !socket.connected) {
+      // Reconnect at once instead of at the end of the current backoff delay.
+      socket.disconnect();
+      socket.connect();
+    }
+    renderConnection();
+  });
 
   function sendText(raw) {
     var text = raw.trim();
@@ -882,8 +921,7 @@
     node.setAttribute("aria-busy", "true");
     node.setAttribute("data-client-id", clientId);
     el.log.appendChild(node);
-    pending.set(clientId, { text: text, node: node, attempt: 0 });
-    transmit(clientId);
+    queueMessage(clientId, text, node);
     scrollToEnd();
     return true;
   }
@@ -941,27 +979,44 @@
   var loading = false;
 
   /** Load the Socket.IO client from our own origin (never a CDN), without clobbering the page's. */
+  function loadSocketIo() {
+    return new Promise(function (resolve, reject) {
+      var hadIo = Object.prototype.hasOwnProperty.call(window, "io");
+      var pageIo = window.io;
+      var tag = document.createElement("script");
+      tag.src = ORIGIN + "/vendor/socket.io.min.js";
+      tag.async = true;
+      tag.onload = function () {
+        var io = window.io;
+        if (hadIo) window.io = pageIo;
+        else delete window.io;
+        resolve(io);
+      };
+      tag.onerror = reject;
+      (document.head || document.documentElement).appendChild(tag);
+    });
+  }
+
+  /** Load the Socket.IO client and the outbox module (ours, by CORS), then connect. */
   function start() {
     if (socket || loading) return;
     loading = true;
-    var hadIo = Object.prototype.hasOwnProperty.call(window, "io");
-    var pageIo = window.io;
-    var tag = document.createElement("script");
-    tag.src = ORIGIN + "/vendor/socket.io.min.js";
-    tag.async = true;
-    tag.onload = function () {
-      var io = window.io;
-      if (hadIo) window.io = pageIo;
-      else delete window.io;
-      loading = false;
-      connect(io);
-    };
-    tag.onerror = function () {
-      loading = false;
-      el.state.textContent = "The chat could not be loaded. Please try again later.";
-      el.state.setAttribute("data-state", "error");
-    };
-    (document.head || document.documentElement).appendChild(tag);
+    Promise.all([loadSocketIo(), import(ORIGIN + "/outbox.js")]).then(
+      function (loaded) {
+        loading = false;
+        outbox = makeOutbox(loaded[1]);
+        unsent.forEach(function (u) {
+          outbox.push(u[0], u[1], u[2]);
+        });
+        unsent = [];
+        connect(loaded[0]);
+      },
+      function () {
+        loading = false;
+        el.state.textContent = "The chat could not be loaded. Please try again later.";
+        el.state.setAttribute("data-state", "error");
+      },
+    );
   }
 
   function open() {

@@ -43,7 +43,12 @@ class ChatNamespace(Namespace):
         metrics.CONNECTS.labels(namespace=self.namespace).inc()
         if session.resumed:
             metrics.RESUMED.inc()
-        events: list[tuple[str, Any]] = [("session", session.to_dict())]
+        events: list[tuple[str, Any]] = [
+            (
+                "session",
+                {**session.to_dict(), "agents_online": self.services.presence.agents_online},
+            )
+        ]
         if session.greeting is not None:
             events.append(("message", session.greeting.to_dict()))
         self.emit_after_connect(sid, events)

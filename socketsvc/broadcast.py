@@ -34,6 +34,10 @@ class Broadcaster(Protocol):
 
     async def to_agents(self, event: str, data: dict[str, Any]) -> None: ...
 
+    async def to_local_visitors(self, event: str, data: dict[str, Any]) -> None:
+        """Every visitor connection of this process only (each process sends its own)."""
+        ...
+
 
 class SocketIOBroadcaster:
     """Publishes through python-socketio rooms (and its Redis manager when there is one)."""
@@ -65,3 +69,6 @@ class SocketIOBroadcaster:
 
     async def to_agents(self, event: str, data: dict[str, Any]) -> None:
         await self.sio.emit(event, data, room=rooms.AGENTS_ROOM, namespace=rooms.AGENT)
+
+    async def to_local_visitors(self, event: str, data: dict[str, Any]) -> None:
+        await self.sio.emit(event, data, namespace=rooms.CHAT, ignore_queue=True)

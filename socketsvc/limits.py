@@ -38,6 +38,10 @@ class TokenBucket:
             return True
         return False
 
+    def wait(self) -> float:
+        """Seconds until the next `take()` can succeed (as of the last one)."""
+        return max(0.0, (1.0 - self.tokens) / self.rate)
+
 
 @dataclass(frozen=True)
 class EventLimits:
@@ -69,17 +73,21 @@ class ConnectionBudget:
         self.strikes = 0
 
     def admit(self, event: str) -> None:
-        """Raise `RateLimited` when the event is over its budget."""
-        allowed = self.events.take()
+        """Raise `RateLimited` (with the wait until a retry can pass) when the event is over its
+        budget."""
+        bucket = self.events
+        allowed = bucket.take()
         if allowed and event == "message":
-            allowed = self.messages.take()
+            bucket = self.messages
+            allowed = bucket.take()
         elif allowed and event == "typing":
-            allowed = self.typing.take()
+            bucket = self.typing
+            allowed = bucket.take()
         if allowed:
             self.strikes = 0
             return
         self.strikes += 1
-        raise RateLimited(f"too many {event} events; slow down")
+        raise RateLimited(f"too many {event} events; slow down", retry_after=bucket.wait())
 
     @property
     def abusive(self) -> bool:
@@ -109,7 +117,9 @@ class ConnectionGate:
         else:
             self._attempts.move_to_end(ip)
         if not bucket.take():
-            raise RateLimited("too many connection attempts from your address")
+            raise RateLimited(
+                "too many connection attempts from your address", retry_after=bucket.wait()
+            )
         if self._open_total >= self.total:
             raise Unavailable("this server is full; try again shortly")
         if self._open.get(ip, 0) >= self.per_ip:

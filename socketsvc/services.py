@@ -41,7 +41,9 @@ class Services:
         conversations = ConversationService(store, broadcaster, tokens, bot)
         presence_store = PresenceStore(store, stale=STALE_SECONDS)
         routing = RoutingService(store, presence_store, conversations, broadcaster)
-        presence = PresenceService(presence_store, routing, settings.agent_grace_seconds)
+        presence = PresenceService(
+            presence_store, routing, settings.agent_grace_seconds, broadcaster
+        )
         bot_runner = BotRunner(store, conversations, routing, bot, tasks)
         conversations.on_visitor_message = bot_runner.schedule
         return cls(

@@ -14,6 +14,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from socketsvc.keys import APP_METRICS, REDIS, SERVICES, SETTINGS
 
 DEMO_FILE = re.compile(r"^[A-Za-z0-9_-]+\.(html|js|css|svg|png|ico)$")
+VENDOR_FILE = re.compile(r"^[A-Za-z0-9_-][A-Za-z0-9._-]*\.js$")
 
 
 def demo_dir() -> Path:
@@ -56,8 +57,30 @@ async def metrics(request: web.Request) -> web.Response:
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
 
+TEXT_TYPES = {
+    ".html": "text/html",
+    ".js": "text/javascript",
+    ".css": "text/css",
+    ".svg": "image/svg+xml",
+}
+"""Served with `charset=utf-8`: a host page without `<meta charset>` would otherwise decode the
+widget's script in its own default (windows-1252), and "Online · ..." would read "Online Â· ..."."""
+
+
+def static_file(path: Path) -> web.FileResponse:
+    """A demo file, text types labelled UTF-8. Scripts may be loaded from any origin (the
+    widget's modules are fetched with CORS from the customer's site)."""
+    headers = {}
+    text_type = TEXT_TYPES.get(path.suffix)
+    if text_type is not None:
+        headers["Content-Type"] = f"{text_type}; charset=utf-8"
+    if path.suffix == ".js":
+        headers["Access-Control-Allow-Origin"] = "*"
+    return web.FileResponse(path, headers=headers)
+
+
 async def index(request: web.Request) -> web.FileResponse:
-    return web.FileResponse(demo_dir() / "index.html")
+    return static_file(demo_dir() / "index.html")
 
 
 async def demo_file(request: web.Request) -> web.FileResponse:
@@ -65,7 +88,15 @@ async def demo_file(request: web.Request) -> web.FileResponse:
     path = demo_dir() / name
     if not DEMO_FILE.match(name) or not path.is_file():
         raise web.HTTPNotFound()
-    return web.FileResponse(path)
+    return static_file(path)
+
+
+async def vendor_file(request: web.Request) -> web.FileResponse:
+    name = request.match_info["name"]
+    path = demo_dir() / "vendor" / name
+    if not VENDOR_FILE.match(name) or not path.is_file():
+        raise web.HTTPNotFound()
+    return static_file(path)
 
 
 async def dev_agent_token(request: web.Request) -> web.Response:
@@ -98,5 +129,5 @@ def add_routes(app: web.Application) -> None:
     if app[SETTINGS].dev_mode:
         app.router.add_post("/dev/agent-token", dev_agent_token)
     app.router.add_get("/", index)
-    app.router.add_static("/vendor/", demo_dir() / "vendor")
+    app.router.add_get("/vendor/{name}", vendor_file)
     app.router.add_get("/{name}", demo_file)

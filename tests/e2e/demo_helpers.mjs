@@ -4,7 +4,10 @@ import { copyFileSync, mkdirSync } from "node:fs";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 
+import assert from "node:assert/strict";
+
 import { chromium } from "playwright-core";
+import { io } from "socket.io-client";
 
 export const BASE_URL = (process.env.SOCKETSVC_URL ?? "").replace(/\/+$/, "");
 if (!BASE_URL) {
@@ -77,4 +80,35 @@ export function publishShot(file, name) {
 /** The claims of a JWT (no verification: only to know which agent a test signs in as). */
 export function jwtClaims(token) {
   return JSON.parse(Buffer.from(token.split(".")[1], "base64url").toString("utf8"));
+}
+
+/**
+ * Everything the service stored for the visitor holding `token`, read with the official client:
+ * `{session, ack}`, where `ack` is the `sync` answer with every message (paged through).
+ */
+export async function storedMessages(token) {
+  const socket = io(`${BASE_URL}/chat`, {
+    forceNew: true,
+    reconnection: false,
+    transports: ["websocket"],
+    auth: { visitor_token: token },
+  });
+  try {
+    const session = await new Promise((resolve, reject) => {
+      socket.once("session", resolve);
+      socket.once("connect_error", reject);
+    });
+    const messages = [];
+    for (;;) {
+      const after = messages.length ? messages[messages.length - 1].seq : 0;
+      const ack = await socket.timeout(10_000).emitWithAck("sync", { after_seq: after, limit: 500 });
+      assert.equal(ack.ok, true, `sync ack ${JSON.stringify(ack)}`);
+      messages.push(...ack.messages);
+      if (!ack.messages.length || messages[messages.length - 1].seq >= ack.last_seq) {
+        return { session, ack: { ...ack, messages } };
+      }
+    }
+  } finally {
+    socket.close();
+  }
 }

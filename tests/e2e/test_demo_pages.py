@@ -81,7 +81,9 @@ def control_server(service: Any) -> Iterator[str]:
         thread.join(timeout=5)
 
 
-async def _run_node(live_server: Any, test_file: str, **extra_env: str) -> None:
+async def _run_node(
+    live_server: Any, test_file: str, timeout: float = NODE_TIMEOUT, **extra_env: str
+) -> None:
     token = TokenService(SECRET, 3600).mint_agent("ada", "Ada Lovelace")
     with control_server(live_server) as control_url:
         env = dict(
@@ -91,7 +93,7 @@ async def _run_node(live_server: Any, test_file: str, **extra_env: str) -> None:
             SOCKETSVC_CONTROL_URL=control_url,
             **extra_env,
         )
-        await run_node_test(f"tests/e2e/{test_file}", env, str(live_server.url), NODE_TIMEOUT)
+        await run_node_test(f"tests/e2e/{test_file}", env, str(live_server.url), timeout)
 
 
 def _free_port() -> int:
@@ -127,3 +129,20 @@ async def test_demo_flow_in_browser(live_server: Any) -> None:
 async def test_widget_survives_a_restart(live_server: Any) -> None:
     """A message sent while the service is down is delivered exactly once when it is back."""
     await _run_node(live_server, "widget_restart.test.mjs")
+
+
+@pytest.mark.timeout(NODE_TIMEOUT + 360)
+async def test_widget_delivery_in_browser(live_server: Any) -> None:
+    """Under the DEFAULT message budget: 40 messages typed 50 ms apart into the widget (default
+    transports and polling), again with the network offline for 10 s in the middle, and 40 from
+    the agent console: stored in typed order, each once; the reconnecting state within 2 s of
+    going offline; a host page without <meta charset>; the header following agents' presence."""
+    for name in ("MESSAGE_RATE", "MESSAGE_BURST"):
+        live_server.env.pop(name, None)
+
+    def restart() -> None:
+        live_server.stop()
+        live_server.start(port=live_server.port)
+
+    await asyncio.to_thread(restart)
+    await _run_node(live_server, "widget_delivery.test.mjs", timeout=NODE_TIMEOUT + 300)

@@ -15,9 +15,7 @@ import path from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { after, before, test } from "node:test";
 
-import { io } from "socket.io-client";
-
-import { BASE_URL, SHOTS, launchBrowser, shooter, watch } from "./demo_helpers.mjs";
+import { BASE_URL, SHOTS, launchBrowser, shooter, storedMessages, watch } from "./demo_helpers.mjs";
 
 const CONTROL_URL = (process.env.SOCKETSVC_CONTROL_URL ?? "").replace(/\/+$/, "");
 const AGENT_TOKEN = process.env.SOCKETSVC_AGENT_TOKEN ?? "";
@@ -36,27 +34,6 @@ async function control(action) {
   const res = await fetch(`${CONTROL_URL}/${action}`, { method: "POST" });
   assert.equal(res.status, 200, `control ${action}: HTTP ${res.status}`);
   return res.json();
-}
-
-/** Everything the service stored for the visitor holding `token`, read with the official client. */
-async function storedMessages(token) {
-  const socket = io(`${BASE_URL}/chat`, {
-    forceNew: true,
-    reconnection: false,
-    transports: ["websocket"],
-    auth: { visitor_token: token },
-  });
-  try {
-    const session = await new Promise((resolve, reject) => {
-      socket.once("session", resolve);
-      socket.once("connect_error", reject);
-    });
-    const ack = await socket.timeout(10_000).emitWithAck("sync", { after_seq: 0, limit: 500 });
-    assert.equal(ack.ok, true, `sync ack ${JSON.stringify(ack)}`);
-    return { session, ack };
-  } finally {
-    socket.close();
-  }
 }
 
 test(

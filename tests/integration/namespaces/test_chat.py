@@ -41,8 +41,10 @@ async def test_connect_sends_session_then_greeting_unasked(app_server, clients, 
         "state",
         "last_seq",
         "read",  # additions: read marks, and agent / queue_position when they apply
+        "agents_online",  # how many agents are online (none here)
     }
     assert session["read"] == []
+    assert session["agents_online"] == 0
     assert session["state"] == "bot" and session["last_seq"] == 1
     greeting = await client.wait_message(lambda m: m["seq"] == 1)
     assert greeting["sender"]["role"] == "bot"

@@ -61,7 +61,11 @@ async def attempt(
         data = refused[-1]
         assert set(data) >= {"message", "data"}, data
         code: str = data["data"]["code"]
-        assert set(data["data"]) == {"code", "message"}, data
+        if "retry_after_ms" in data["data"]:  # too many attempts: when the next would pass
+            assert code == "rate_limited", data
+            assert isinstance(data["data"]["retry_after_ms"], int), data
+            assert data["data"]["retry_after_ms"] >= 1, data
+        assert set(data["data"]) - {"retry_after_ms"} == {"code", "message"}, data
         return code
     opened.append(sio)
     return "ok"
@@ -99,10 +103,14 @@ async def test_message_burst_then_rate_limited_then_refilled(start_app, clients)
     show("8 messages at once, MESSAGE_BURST=5", burst)
     assert burst == ["ok"] * 5 + ["rate_limited"] * 3
     refused = await client.send("one more")
+    retry_after = refused["error"].pop("retry_after_ms")
     assert refused["error"] == {
         "code": "rate_limited",
         "message": "too many message events; slow down",
     }
+    # Empty bucket at 2 tokens/s: the next token is at most 500 ms away.
+    show("retry_after_ms of a refusal, MESSAGE_RATE=2", retry_after)
+    assert isinstance(retry_after, int) and 1 <= retry_after <= 500
     await asyncio.sleep(1.1)  # MESSAGE_RATE=2: two tokens back
     after = [code_of(await client.send(f"later {i}")) for i in range(3)]
     show("3 messages 1.1 s later, MESSAGE_RATE=2", after)

@@ -98,13 +98,19 @@ def test_budget_messages_typing_and_events_are_separate(clock: Clock):
     assert refused.value.to_dict() == {
         "code": "rate_limited",
         "message": "too many message events; slow down",
+        "retry_after_ms": 1000,  # an empty bucket at 1 token/s
     }
     for _ in range(5):  # typing has its own budget (2/s, burst 5)
         budget.admit("typing")
-    with pytest.raises(RateLimited):
+    with pytest.raises(RateLimited) as typing_refused:
         budget.admit("typing")
+    assert typing_refused.value.to_dict()["retry_after_ms"] == 500
     budget.admit("sync")  # other events only count against the overall budget
-    clock.advance(1.0)
+    clock.advance(0.75)
+    with pytest.raises(RateLimited) as early:
+        budget.admit("message")
+    assert early.value.to_dict()["retry_after_ms"] == 250  # what is left of the second
+    clock.advance(0.25)
     budget.admit("message")
     with pytest.raises(RateLimited):
         budget.admit("message")
