@@ -35,6 +35,24 @@ function note(...parts) {
   console.log("#", ...parts);
 }
 
+const BURST = 30;
+const RATE = 2;
+
+/** Whether `count` messages typed over `elapsedMs` must go over the default budget (with one
+ * message to spare). On a loaded machine typing is slower than TYPING_GAP_MS and may stay
+ * within it; then the order is still checked, and the note says the budget was not reached. */
+function mustGoOverBudget(count, elapsedMs) {
+  return count > BURST + (RATE * elapsedMs) / 1000 + 1;
+}
+
+function checkBudget(label, outcomes, elapsedMs) {
+  if (mustGoOverBudget(TYPED, elapsedMs)) {
+    assert.ok((outcomes.rate_limited ?? 0) > 0, `${label}: typed over the default budget, yet nothing was refused`);
+  } else {
+    note(`${label}: typing took ${elapsedMs} ms (a loaded machine): within the budget, order checked without refusals`);
+  }
+}
+
 /** socketsvc_events_total{namespace, event="message", outcome} from /metrics. */
 async function messageOutcomes(namespace) {
   const body = await (await fetch(`${BASE_URL}/metrics`)).text();
@@ -107,10 +125,11 @@ for (const transport of [null, "polling"]) {
     const before1 = await messageOutcomes("/chat");
     const t0 = Date.now();
     await typeAll(page, first);
+    const typing = Date.now() - t0;
     await allSent(page, TYPED);
     const outcomes1 = delta(before1, await messageOutcomes("/chat"));
-    note(`${label} round 1: ${TYPED} typed in ${Date.now() - t0} ms until all stored; message outcomes`, JSON.stringify(outcomes1));
-    assert.ok((outcomes1.rate_limited ?? 0) > 0, "the test must go over the default budget to mean anything");
+    note(`${label} round 1: ${TYPED} typed in ${typing} ms, ${Date.now() - t0} ms until all stored; message outcomes`, JSON.stringify(outcomes1));
+    checkBudget(`${label} round 1`, outcomes1, typing);
 
     const token = await page.evaluate(() => localStorage.getItem("socketsvc.visitor_token"));
     let stored = visitorTexts((await storedMessages(token)).ack.messages);
@@ -176,11 +195,13 @@ test("the agent console stores 40 messages typed 50 ms apart in typed order (def
 
   const texts = Array.from({ length: TYPED }, (_, i) => `agent-${String(i + 1).padStart(2, "0")}`);
   const before = await messageOutcomes("/agent");
+  const t0 = Date.now();
   for (const text of texts) {
     await agent.locator("#text").fill(text);
     await agent.locator("#text").press("Enter");
     await sleep(TYPING_GAP_MS);
   }
+  const typing = Date.now() - t0;
   await agent.waitForFunction(
     (n) => {
       const mine = [...document.querySelectorAll('#log .msg[data-role="agent"]')];
@@ -190,8 +211,8 @@ test("the agent console stores 40 messages typed 50 ms apart in typed order (def
     { timeout: SETTLE_MS, polling: 100 },
   );
   const outcomes = delta(before, await messageOutcomes("/agent"));
-  note("agent console: message outcomes", JSON.stringify(outcomes));
-  assert.ok((outcomes.rate_limited ?? 0) > 0, "over the default budget");
+  note(`agent console: ${TYPED} typed in ${typing} ms; message outcomes`, JSON.stringify(outcomes));
+  checkBudget("agent console", outcomes, typing);
 
   const ack = await visitor.timeout(10_000).emitWithAck("sync", { after_seq: 0, limit: 500 });
   const stored = ack.messages.filter((m) => m.sender.role === "agent").map((m) => m.text);
