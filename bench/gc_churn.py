@@ -1,4 +1,4 @@
-"""GC churn: does socketsvc's GC policy (socketsvc/gcpolicy.py) keep memory bounded when
+"""GC churn: does socketsvc's GC policy (socketsvc/runtime/gcpolicy.py) keep memory bounded when
 connections come and go?
 
     flock /tmp/socketsvc-bench.lock .venv/bin/python bench/gc_churn.py \\
@@ -51,7 +51,7 @@ def probe(phase, info):
         took = (time.perf_counter() - began[0]) * 1000
         print(f"gc-probe: generation {info['generation']} took {took:.0f} ms", file=sys.stderr)
 gc.callbacks.append(probe)
-logging.getLogger("socketsvc.gcpolicy").setLevel(logging.DEBUG)
+logging.getLogger("socketsvc.runtime.gcpolicy").setLevel(logging.DEBUG)
 sys.argv = ["socketsvc"]
 runpy.run_module("socketsvc", run_name="__main__", alter_sys=True)
 """

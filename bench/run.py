@@ -548,7 +548,7 @@ async def relay_run(cfg: Config, target: Target, http: Any) -> dict[str, Any]:
     agent_ids = [f"agent-{k}" for k in range(cfg.agents_c)]
     socketsvc = target.spec.kind == "socketsvc"
     if socketsvc:
-        from socketsvc.tokens import TokenService
+        from socketsvc.domain.tokens import TokenService
 
         tokens = TokenService(target.secret, 3600)
         visitors = await open_clients(http, target.visitor_url, cfg.visitors_c, concurrency=100)

@@ -7,11 +7,12 @@ from typing import Any
 
 from socketsvc.namespaces.base import Connection, Namespace
 
-from socketsvc import metrics, rooms, schemas
-from socketsvc.errors import ServiceError, Unauthorized, Unavailable
-from socketsvc.models import Role, Sender
+from socketsvc.domain.errors import ServiceError, Unauthorized, Unavailable
+from socketsvc.domain.models import Role, Sender
+from socketsvc.domain.tokens import AgentIdentity
+from socketsvc.runtime import metrics
 from socketsvc.services import Services
-from socketsvc.tokens import AgentIdentity
+from socketsvc.transport import rooms, schemas
 
 log = logging.getLogger(__name__)
 

@@ -8,9 +8,9 @@ from typing import Any
 
 import socketio
 
-from socketsvc import metrics
-from socketsvc.errors import ServiceError, StorageUnavailable, Unavailable, error_ack
-from socketsvc.limits import ConnectionBudget, EventLimits, client_ip
+from socketsvc.domain.errors import ServiceError, StorageUnavailable, Unavailable, error_ack
+from socketsvc.domain.limits import ConnectionBudget, EventLimits, client_ip
+from socketsvc.runtime import metrics
 from socketsvc.services import Services
 from socketsvc.storage import outages
 

@@ -7,11 +7,12 @@ from typing import Any
 
 from socketsvc.namespaces.base import Connection, Namespace
 
-from socketsvc import metrics, rooms, schemas
-from socketsvc.conversations import visitor_sender
-from socketsvc.errors import ServiceError, Unauthorized, Unavailable
-from socketsvc.models import Visitor
+from socketsvc.domain.conversations import visitor_sender
+from socketsvc.domain.errors import ServiceError, Unauthorized, Unavailable
+from socketsvc.domain.models import Visitor
+from socketsvc.runtime import metrics
 from socketsvc.services import Services
+from socketsvc.transport import rooms, schemas
 
 log = logging.getLogger(__name__)
 

@@ -9,22 +9,22 @@ from typing import Any
 from aiohttp import web
 from prometheus_client import CollectorRegistry
 
-from socketsvc import jsoncodec
-from socketsvc import web as routes
 from socketsvc.bots.loader import load_bot
-from socketsvc.broadcast import SocketIOBroadcaster
-from socketsvc.connections import ConnectionCollector
 from socketsvc.keys import APP_METRICS, BOT, REDIS, SERVICES, SETTINGS, SIO, STORE
-from socketsvc.managers import LeanManager
 from socketsvc.namespaces.agent import AgentNamespace
 from socketsvc.namespaces.chat import ChatNamespace
-from socketsvc.origins import cors_setting
-from socketsvc.packets import Packet
-from socketsvc.pubsub import RedisManager
-from socketsvc.server import SocketServer
+from socketsvc.runtime import web as routes
 from socketsvc.services import Services
 from socketsvc.settings import Settings
 from socketsvc.storage.store import Store
+from socketsvc.transport import codec as jsoncodec
+from socketsvc.transport.broadcast import SocketIOBroadcaster
+from socketsvc.transport.connections import ConnectionCollector
+from socketsvc.transport.managers import LeanManager
+from socketsvc.transport.origins import cors_setting
+from socketsvc.transport.packets import Packet
+from socketsvc.transport.pubsub import RedisManager
+from socketsvc.transport.server import SocketServer
 
 log = logging.getLogger(__name__)
 

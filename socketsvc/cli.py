@@ -11,11 +11,12 @@ from collections.abc import Callable, Sequence
 
 from aiohttp import web
 
-from socketsvc import __version__, gcpolicy, logs
+from socketsvc import __version__
+from socketsvc.runtime import gcpolicy, logs
 from socketsvc.services import tokens_for
 from socketsvc.settings import Settings, SettingsError
 
-log = logging.getLogger("socketsvc.server")
+log = logging.getLogger("socketsvc.transport.server")
 
 DESCRIPTION = """\
 socketsvc: a real-time support chat backend over Socket.IO.

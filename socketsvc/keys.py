@@ -7,10 +7,10 @@ from aiohttp import web
 from prometheus_client import CollectorRegistry
 
 from socketsvc.bots.base import Bot
-from socketsvc.pubsub import RedisManager
 from socketsvc.services import Services
 from socketsvc.settings import Settings
 from socketsvc.storage.store import Store
+from socketsvc.transport.pubsub import RedisManager
 
 SETTINGS = web.AppKey("settings", Settings)
 SIO = web.AppKey("sio", socketio.AsyncServer)

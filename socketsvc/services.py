@@ -4,19 +4,19 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from socketsvc.bot_runner import BotRunner
 from socketsvc.bots.base import Bot
-from socketsvc.broadcast import Broadcaster
-from socketsvc.conversations import ConversationService
-from socketsvc.lifecycle import Lifecycle
-from socketsvc.limits import ConnectionGate
-from socketsvc.presence import STALE_SECONDS, PresenceService
-from socketsvc.routing import RoutingService
+from socketsvc.domain.bot_runner import BotRunner
+from socketsvc.domain.conversations import ConversationService
+from socketsvc.domain.limits import ConnectionGate
+from socketsvc.domain.presence import STALE_SECONDS, PresenceService
+from socketsvc.domain.routing import RoutingService
+from socketsvc.domain.tokens import AgentKeys, TokenService
+from socketsvc.runtime.lifecycle import Lifecycle
+from socketsvc.runtime.tasks import TaskTracker
 from socketsvc.settings import Settings
 from socketsvc.storage.presence import PresenceStore
 from socketsvc.storage.store import Store
-from socketsvc.tasks import TaskTracker
-from socketsvc.tokens import AgentKeys, TokenService
+from socketsvc.transport.broadcast import Broadcaster
 
 
 @dataclass

@@ -67,7 +67,8 @@ class Settings:
     sqlite_busy_timeout: float = 30.0
     """Seconds a SQLite write waits for another process's lock before `unavailable`."""
     gc_freeze_interval: float = 1.0
-    """Seconds between GC freeze steps (socketsvc.gcpolicy); 0: CPython's default collector."""
+    """Seconds between GC freeze steps (socketsvc.runtime.gcpolicy); 0: CPython's default
+    collector."""
     gc_full_growth: float = 25.0
     """Growth of the memory blocks since the last full collection, in %, that triggers the next."""
 

@@ -34,7 +34,7 @@ from typing import Any
 
 import asyncpg
 
-from socketsvc.models import Conversation, Message, Role, Sender, State
+from socketsvc.domain.models import Conversation, Message, Role, Sender, State
 
 CONVERSATION_COLUMNS = (
     "id",

@@ -25,8 +25,8 @@ from typing import Literal
 import asyncpg
 import sqlalchemy.exc
 
-from socketsvc import metrics
-from socketsvc.errors import StorageUnavailable, Unavailable
+from socketsvc.domain.errors import StorageUnavailable, Unavailable
+from socketsvc.runtime import metrics
 
 log = logging.getLogger(__name__)
 

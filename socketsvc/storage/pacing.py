@@ -15,7 +15,7 @@ import asyncio
 import math
 import time
 
-from socketsvc import metrics
+from socketsvc.runtime import metrics
 
 
 class CommitPacer:

@@ -14,7 +14,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
-from socketsvc.models import State, utcnow
+from socketsvc.domain.models import State, utcnow
 from socketsvc.storage.store import Store, _aware
 from socketsvc.storage.tables import agent_connections, agents, conversations
 

@@ -24,8 +24,8 @@ import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from socketsvc import metrics
-from socketsvc.models import Conversation, Message, Role, Sender, State, Visitor, utcnow
+from socketsvc.domain.models import Conversation, Message, Role, Sender, State, Visitor, utcnow
+from socketsvc.runtime import metrics
 from socketsvc.settings import DEFAULT_COMMIT_DELAY, sqlite_path
 from socketsvc.storage.appends import (
     Append,

@@ -25,7 +25,7 @@ from typing import Any
 
 import pytest
 
-from socketsvc.tokens import TokenService
+from socketsvc.domain.tokens import TokenService
 from tests.conftest import SECRET
 from tests.support.node import run_node_test
 

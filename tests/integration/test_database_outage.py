@@ -30,7 +30,7 @@ import asyncpg
 import pytest
 import socketio
 
-from socketsvc.tokens import TokenService
+from socketsvc.domain.tokens import TokenService
 from tests.conftest import PG_ADMIN_URL, SECRET, ServiceProcess
 from tests.support.chaos_clients import Crowd, audit
 from tests.support.chat_client import ChatClient

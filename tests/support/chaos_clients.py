@@ -35,7 +35,7 @@ import asyncpg
 import engineio
 import socketio
 
-from socketsvc.tokens import TokenService
+from socketsvc.domain.tokens import TokenService
 from tests.conftest import SECRET
 
 RETRYABLE = frozenset({"unavailable", "rate_limited", "internal"})

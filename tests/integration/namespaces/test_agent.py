@@ -10,7 +10,7 @@ import jwt
 import pytest
 import socketio
 
-from socketsvc.tokens import TokenService
+from socketsvc.domain.tokens import TokenService
 from tests.conftest import SECRET, AppServer
 from tests.support.chat_client import ChatClient
 

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 import socketio
 
-from socketsvc.tokens import TokenService
+from socketsvc.domain.tokens import TokenService
 from tests.conftest import SECRET, AppServer
 from tests.support.chat_client import ChatClient
 

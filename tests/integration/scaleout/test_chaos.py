@@ -23,8 +23,8 @@ from typing import Any
 
 import pytest
 
+from socketsvc.domain.tokens import TokenService
 from socketsvc.storage.store import Store
-from socketsvc.tokens import TokenService
 from tests.conftest import SECRET
 from tests.support.chaos_clients import Audit, Crowd, Visitor, audit, percentile
 from tests.support.chat_client import ChatClient

@@ -18,7 +18,7 @@ import pytest
 import redis.asyncio
 from prometheus_client.parser import text_string_to_metric_families
 
-from socketsvc.tokens import TokenService
+from socketsvc.domain.tokens import TokenService
 from tests.conftest import SECRET, AppServer, make_settings
 from tests.support.chat_client import ChatClient
 

@@ -16,10 +16,10 @@ import socketio
 from aiohttp import web
 from redis import asyncio as aioredis
 
-from socketsvc.broadcast import SocketIOBroadcaster
+from socketsvc.domain.tokens import TokenService
 from socketsvc.keys import SIO
-from socketsvc.managers import LeanManager
-from socketsvc.tokens import TokenService
+from socketsvc.transport.broadcast import SocketIOBroadcaster
+from socketsvc.transport.managers import LeanManager
 from tests.conftest import SECRET, AppServer, make_settings
 from tests.support.chat_client import ChatClient
 from tests.support.serving import serving

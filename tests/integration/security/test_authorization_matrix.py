@@ -21,7 +21,7 @@ import socketio
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
-from socketsvc.tokens import VISITOR_AUDIENCE, TokenService
+from socketsvc.domain.tokens import VISITOR_AUDIENCE, TokenService
 from tests.conftest import SECRET, AppServer
 from tests.support.chat_client import ChatClient
 
@@ -363,7 +363,7 @@ async def test_issuer_and_audience_are_enforced_when_configured(start_app):
 
 
 def _keys(iss: str, aud: str) -> Any:
-    from socketsvc.tokens import AgentKeys
+    from socketsvc.domain.tokens import AgentKeys
 
     return AgentKeys(issuer=iss, audience=aud)
 

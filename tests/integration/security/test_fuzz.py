@@ -6,10 +6,11 @@ NaN/inf, booleans, null, a few binary attachments) and near-valid mutants of val
 (missing, extra and wrong-typed fields, boundary values, zero or two arguments). Each is sent with
 an ack through a python-socketio client connected to the app served on a loop thread.
 
-The oracle is the service's own schemas (`socketsvc.schemas`): a payload they refuse must get
-exactly that refusal; a payload they accept must get the answer the domain rules give for the
-fixture's state (see `ChatModel` and `AgentModel`). `internal` is never acceptable. At the end the
-process still answers /healthz and the database holds exactly what the accepted payloads stored.
+The oracle is the service's own schemas (`socketsvc.transport.schemas`): a payload they refuse
+must get exactly that refusal; a payload they accept must get the answer the domain rules give
+for the fixture's state (see `ChatModel` and `AgentModel`). `internal` is never acceptable. At the
+end the process still answers /healthz and the database holds exactly what the accepted payloads
+stored.
 
 Strings include NUL and lone UTF-16 surrogates, which no database stores (the schemas refuse
 them). Integers go up to 99 digits, beyond 64 bits (where orjson would read floats: see
@@ -37,13 +38,13 @@ import sqlalchemy as sa
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
-from socketsvc import schemas
-from socketsvc.errors import ServiceError
+from socketsvc.domain.errors import ServiceError
+from socketsvc.domain.limits import EventLimits
+from socketsvc.domain.tokens import TokenService
 from socketsvc.keys import SIO, STORE
-from socketsvc.limits import EventLimits
-from socketsvc.server import RESERVED_EVENTS
 from socketsvc.storage import tables
-from socketsvc.tokens import TokenService
+from socketsvc.transport import schemas
+from socketsvc.transport.server import RESERVED_EVENTS
 from tests.conftest import SECRET, AppServer, make_settings
 from tests.support.chat_client import ChatClient
 

@@ -21,7 +21,7 @@ import socketio
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
-from socketsvc.tokens import TokenService
+from socketsvc.domain.tokens import TokenService
 from tests.conftest import ROOT, SECRET, AppServer
 from tests.support.chat_client import ChatClient
 

@@ -19,8 +19,8 @@ import pytest
 import socketio
 from multidict import CIMultiDict
 
+from socketsvc.domain.tokens import TokenService
 from socketsvc.keys import SERVICES, SIO
-from socketsvc.tokens import TokenService
 from tests.conftest import SECRET, AppServer
 from tests.support.chat_client import ChatClient
 

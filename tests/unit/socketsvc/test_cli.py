@@ -11,9 +11,9 @@ import pytest
 
 from socketsvc import __version__
 from socketsvc.cli import main
-from socketsvc.errors import Unauthorized
+from socketsvc.domain.errors import Unauthorized
+from socketsvc.domain.tokens import AgentIdentity, TokenService
 from socketsvc.settings import SECRET_FILE
-from socketsvc.tokens import AgentIdentity, TokenService
 
 SECRET = "cli-test-secret-0123456789abcdef-0000"
 SETTINGS_VARS = (

@@ -11,11 +11,11 @@ import pytest
 from socketsvc.namespaces.agent import AgentConnection, AgentNamespace
 from socketsvc.namespaces.chat import ChatNamespace, VisitorConnection
 
-from socketsvc.errors import Unauthorized
-from socketsvc.lifecycle import Lifecycle
-from socketsvc.limits import ConnectionGate
-from socketsvc.models import Visitor
-from socketsvc.tokens import AgentIdentity
+from socketsvc.domain.errors import Unauthorized
+from socketsvc.domain.limits import ConnectionGate
+from socketsvc.domain.models import Visitor
+from socketsvc.domain.tokens import AgentIdentity
+from socketsvc.runtime.lifecycle import Lifecycle
 
 VISITOR = Visitor("v1", "Visitor v1", datetime(2026, 1, 1, tzinfo=UTC))
 

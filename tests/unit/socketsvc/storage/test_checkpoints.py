@@ -6,7 +6,7 @@ import asyncio
 import sqlite3
 from pathlib import Path
 
-from socketsvc.models import Role, Sender
+from socketsvc.domain.models import Role, Sender
 from socketsvc.storage.store import Store
 
 VISITOR = Sender(Role.VISITOR, "v1", "Visitor v1")

@@ -21,7 +21,7 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from socketsvc.errors import StorageUnavailable, Unavailable
+from socketsvc.domain.errors import StorageUnavailable, Unavailable
 from socketsvc.storage.database import async_url
 from socketsvc.storage.outages import OUTAGES, describe, is_outage
 from tests.conftest import PG_ADMIN_URL

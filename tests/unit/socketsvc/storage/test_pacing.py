@@ -8,7 +8,7 @@ import time
 import pytest
 from prometheus_client import REGISTRY
 
-from socketsvc.models import Role, Sender
+from socketsvc.domain.models import Role, Sender
 from socketsvc.storage.pacing import CommitPacer
 from socketsvc.storage.store import Store
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from datetime import UTC, datetime, timedelta
 
-from socketsvc.models import SYSTEM, Role, Sender, State
+from socketsvc.domain.models import SYSTEM, Role, Sender, State
 from socketsvc.storage.store import Store
 
 BOT = Sender(Role.BOT, "bot", "Bot")

@@ -1,7 +1,7 @@
 """`Store` when the database goes away: every way in answers `Unavailable`, logged once, and
 the store is idempotent by client_id even when a commit's outcome is unknown.
 
-Only `socketsvc.errors` and the store are used here (not `storage.outages`): these are the
+Only `socketsvc.domain.errors` and the store are used here (not `storage.outages`): these are the
 store's promises to the domain.
 """
 
@@ -17,8 +17,8 @@ from urllib.parse import urlsplit, urlunsplit
 import asyncpg
 import pytest
 
-from socketsvc.errors import Unavailable
-from socketsvc.models import Role, Sender
+from socketsvc.domain.errors import Unavailable
+from socketsvc.domain.models import Role, Sender
 from socketsvc.storage.presence import PresenceStore
 from socketsvc.storage.store import Store
 from tests.conftest import PG_ADMIN_URL

@@ -7,13 +7,19 @@ import time
 
 import pytest
 
-from socketsvc import limits
-from socketsvc.errors import RateLimited, Unavailable
-from socketsvc.limits import ConnectionBudget, ConnectionGate, EventLimits, TokenBucket, client_ip
+from socketsvc.domain import limits
+from socketsvc.domain.errors import RateLimited, Unavailable
+from socketsvc.domain.limits import (
+    ConnectionBudget,
+    ConnectionGate,
+    EventLimits,
+    TokenBucket,
+    client_ip,
+)
 
 
 class Clock:
-    """Stands in for time.monotonic() inside socketsvc.limits.
+    """Stands in for time.monotonic() inside socketsvc.domain.limits.
 
     Buckets stamp their creation with the real time.monotonic (a dataclass default_factory bound
     at import), so the fake clock starts ahead of it: a new bucket is full at its first take.

@@ -7,7 +7,7 @@ import logging
 
 import pytest
 
-from socketsvc import logs
+from socketsvc.runtime import logs
 
 
 @pytest.fixture

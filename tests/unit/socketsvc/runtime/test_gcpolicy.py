@@ -1,5 +1,6 @@
-"""`socketsvc.gcpolicy` on this interpreter's real collector: what is frozen, what a freeze step
-collects, and that garbage among frozen objects is collected once the growth bound is passed."""
+"""`socketsvc.runtime.gcpolicy` on this interpreter's real collector: what is frozen, what a
+freeze step collects, and that garbage among frozen objects is collected once the growth bound
+is passed."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from socketsvc.gcpolicy import GcPolicy, running
+from socketsvc.runtime.gcpolicy import GcPolicy, running
 from socketsvc.settings import Settings, SettingsError
 
 

@@ -7,7 +7,7 @@ from typing import Any
 
 from marshmallow import Schema, ValidationError, fields, validate
 
-from socketsvc.errors import Invalid, TooLarge
+from socketsvc.domain.errors import Invalid, TooLarge
 
 TOO_LONG = "Longer than the maximum of {max} characters."
 MAX_ID = 128

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from socketio import packet
 
-from socketsvc import jsoncodec
-from socketsvc.packets import Packet
+from socketsvc.transport import codec as jsoncodec
+from socketsvc.transport.packets import Packet
 
 
 @pytest.fixture(autouse=True)

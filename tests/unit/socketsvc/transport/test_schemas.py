@@ -7,8 +7,8 @@ from typing import Any
 import pytest
 from marshmallow import Schema
 
-from socketsvc import schemas
-from socketsvc.errors import Invalid, TooLarge
+from socketsvc.domain.errors import Invalid, TooLarge
+from socketsvc.transport import schemas
 
 
 def ok(schema: Schema, payload: Any) -> dict[str, Any]:

@@ -17,8 +17,8 @@ from engineio import packet as eio_packet
 from engineio import payload as eio_payload
 from socketio import packet
 
-from socketsvc.errors import error_ack
-from socketsvc.tasks import Deadline, Watchdog
+from socketsvc.domain.errors import error_ack
+from socketsvc.runtime.tasks import Deadline, Watchdog
 
 log = logging.getLogger(__name__)
 

@@ -9,7 +9,7 @@ from typing import Any
 
 import jwt
 
-from socketsvc.errors import Unauthorized
+from socketsvc.domain.errors import Unauthorized
 
 VISITOR_AUDIENCE = "socketsvc:visitor"
 ALGORITHM = "HS256"

@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from socketsvc.tasks import Deadline, Watchdog
+from socketsvc.runtime.tasks import Deadline, Watchdog
 
 # -- Deadline: asyncio.timeout() as a plain `with` --------------------------------------------
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from socketsvc.origins import OriginPolicy, cors_setting
+from socketsvc.transport.origins import OriginPolicy, cors_setting
 
 
 def environ(host: str = "chat.example.com", **extra: str) -> dict[str, str]:

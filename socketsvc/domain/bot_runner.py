@@ -5,13 +5,13 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from socketsvc import metrics
 from socketsvc.bots.base import Bot, BotContext, BotReply
-from socketsvc.conversations import ConversationService, bot_sender
-from socketsvc.models import Conversation, Message, Role, Sender, State
-from socketsvc.routing import RoutingService
+from socketsvc.domain.conversations import ConversationService, bot_sender
+from socketsvc.domain.models import Conversation, Message, Role, Sender, State
+from socketsvc.domain.routing import RoutingService
+from socketsvc.runtime import metrics
+from socketsvc.runtime.tasks import Deadline, KeyedLocks, TaskTracker
 from socketsvc.storage.store import Append, Store
-from socketsvc.tasks import Deadline, KeyedLocks, TaskTracker
 
 log = logging.getLogger(__name__)
 

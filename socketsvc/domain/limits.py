@@ -8,7 +8,7 @@ import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
 
-from socketsvc.errors import RateLimited, Unavailable
+from socketsvc.domain.errors import RateLimited, Unavailable
 
 log = logging.getLogger(__name__)
 

@@ -11,15 +11,15 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
-from socketsvc import metrics
-from socketsvc.broadcast import Broadcaster
-from socketsvc.conversations import ConversationService, bot_values
-from socketsvc.errors import Conflict, Forbidden, Invalid, NotFound
-from socketsvc.models import SYSTEM, Conversation, Message, Role, State, iso, utcnow
+from socketsvc.domain.conversations import ConversationService, bot_values
+from socketsvc.domain.errors import Conflict, Forbidden, Invalid, NotFound
+from socketsvc.domain.models import SYSTEM, Conversation, Message, Role, State, iso, utcnow
+from socketsvc.domain.tokens import AgentIdentity
+from socketsvc.runtime import metrics
 from socketsvc.storage.presence import PresenceStore
 from socketsvc.storage.store import Store, Transition
 from socketsvc.storage.tables import conversations as conversations_table
-from socketsvc.tokens import AgentIdentity
+from socketsvc.transport.broadcast import Broadcaster
 
 log = logging.getLogger(__name__)
 

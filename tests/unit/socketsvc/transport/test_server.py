@@ -22,7 +22,7 @@ from engineio import packet as eio_packet
 from engineio import payload as eio_payload
 from engineio.async_drivers import aiohttp as aiohttp_driver
 
-from socketsvc.server import (
+from socketsvc.transport.server import (
     EngineServer,
     LeanQueue,
     LeanSocket,
@@ -465,7 +465,7 @@ async def test_a_refused_post_raises_engineio_error_only_while_the_session_is_li
     only for a session it still lists (otherwise UnboundLocalError, a 500 with a traceback), so
     the override refuses such a body quietly. Upstream's global packet limit is left alone."""
     sock = lean_socket()
-    caplog.set_level(logging.INFO, logger="socketsvc.server")
+    caplog.set_level(logging.INFO, logger="socketsvc.transport.server")
 
     def environ(body: bytes) -> dict[str, Any]:
         return {"CONTENT_LENGTH": str(len(body)), "wsgi.input": _Body(body)}

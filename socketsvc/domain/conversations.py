@@ -10,13 +10,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from socketsvc import metrics
 from socketsvc.bots.base import Bot, BotContext
-from socketsvc.broadcast import Broadcaster
-from socketsvc.errors import Forbidden, Invalid, NotFound
-from socketsvc.models import Conversation, Message, Role, Sender, State, Visitor, utcnow
+from socketsvc.domain.errors import Forbidden, Invalid, NotFound
+from socketsvc.domain.models import Conversation, Message, Role, Sender, State, Visitor, utcnow
+from socketsvc.domain.tokens import TokenService
+from socketsvc.runtime import metrics
 from socketsvc.storage.store import Store, new_id
-from socketsvc.tokens import TokenService
+from socketsvc.transport.broadcast import Broadcaster
 
 log = logging.getLogger(__name__)
 

@@ -6,12 +6,12 @@ import asyncio
 import logging
 import uuid
 
-from socketsvc import metrics
-from socketsvc.broadcast import Broadcaster
-from socketsvc.errors import Unavailable
-from socketsvc.routing import RoutingService
+from socketsvc.domain.errors import Unavailable
+from socketsvc.domain.routing import RoutingService
+from socketsvc.domain.tokens import AgentIdentity
+from socketsvc.runtime import metrics
 from socketsvc.storage.presence import Agent, PresenceStore
-from socketsvc.tokens import AgentIdentity
+from socketsvc.transport.broadcast import Broadcaster
 
 log = logging.getLogger(__name__)
 

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from socketsvc import jsoncodec
+from socketsvc.transport import codec as jsoncodec
 
 
 @pytest.mark.parametrize(

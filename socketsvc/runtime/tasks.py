@@ -7,7 +7,7 @@ import logging
 from collections.abc import Coroutine
 from typing import Any
 
-from socketsvc.errors import Unavailable
+from socketsvc.domain.errors import Unavailable
 
 log = logging.getLogger(__name__)
 

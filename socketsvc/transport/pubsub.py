@@ -21,8 +21,8 @@ from typing import Any
 import socketio
 from socketio.packet import Packet
 
-from socketsvc import metrics
-from socketsvc.managers import LeanManager, Target
+from socketsvc.runtime import metrics
+from socketsvc.transport.managers import LeanManager, Target
 
 log = logging.getLogger(__name__)
 

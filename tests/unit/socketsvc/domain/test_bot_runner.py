@@ -9,8 +9,8 @@ import pytest
 from prometheus_client import REGISTRY
 
 from socketsvc.bots.echo_bot import EchoBot
-from socketsvc.conversations import Session
-from socketsvc.models import Role, State
+from socketsvc.domain.conversations import Session
+from socketsvc.domain.models import Role, State
 from socketsvc.services import Services
 from socketsvc.storage.store import Store
 from tests.conftest import make_settings

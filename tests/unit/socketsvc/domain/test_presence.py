@@ -8,9 +8,9 @@ from collections.abc import AsyncIterator
 import pytest
 
 from socketsvc.bots.echo_bot import EchoBot
+from socketsvc.domain.tokens import AgentIdentity
 from socketsvc.services import Services
 from socketsvc.storage.store import Store
-from socketsvc.tokens import AgentIdentity
 from tests.conftest import make_settings
 from tests.support.broadcasting import RecordingBroadcaster
 

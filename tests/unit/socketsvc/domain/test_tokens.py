@@ -12,8 +12,8 @@ from typing import Any
 import jwt
 import pytest
 
-from socketsvc.errors import Unauthorized
-from socketsvc.tokens import VISITOR_AUDIENCE, AgentIdentity, TokenService
+from socketsvc.domain.errors import Unauthorized
+from socketsvc.domain.tokens import VISITOR_AUDIENCE, AgentIdentity, TokenService
 
 SECRET = "unit-test-secret-0123456789abcdef-xyz"
 TTL = 3600

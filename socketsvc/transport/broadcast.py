@@ -7,8 +7,8 @@ from typing import Any, Protocol
 
 import socketio
 
-from socketsvc import rooms
-from socketsvc.managers import LeanManager, Target
+from socketsvc.transport import rooms
+from socketsvc.transport.managers import LeanManager, Target
 
 log = logging.getLogger(__name__)
 

@@ -15,9 +15,9 @@ import socketio
 from aiohttp import web
 from socketio.async_pubsub_manager import AsyncPubSubManager
 
-from socketsvc.managers import LeanManager
-from socketsvc.pubsub import RedisManager
-from socketsvc.server import SocketServer
+from socketsvc.transport.managers import LeanManager
+from socketsvc.transport.pubsub import RedisManager
+from socketsvc.transport.server import SocketServer
 from tests.support.serving import serving
 
 
@@ -198,7 +198,7 @@ async def test_a_send_that_fails_is_logged_and_the_others_still_get_theirs(
         await send(eio_sid, pkt)
 
     monkeypatch.setattr(served.sio, "_send_eio_packet", failing)
-    with caplog.at_level(logging.WARNING, logger="socketsvc.managers"):
+    with caplog.at_level(logging.WARNING, logger="socketsvc.transport.managers"):
         await served.manager.emit("ev", "x", "/chat", room="r1")
     assert await second.wait("ev") == [("x",)]
     assert "socket closed meanwhile" in caplog.text

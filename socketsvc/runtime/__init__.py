@@ -1,0 +1,1 @@
+"""The running process: background tasks, lifecycle, GC policy, logs, metrics, HTTP routes."""
