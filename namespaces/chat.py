@@ -47,7 +47,11 @@ class ChatNamespace(Namespace):
         events: list[tuple[str, Any]] = [
             (
                 "session",
-                {**session.to_dict(), "agents_online": self.services.presence.agents_online},
+                {
+                    **session.to_dict(),
+                    "agents_online": self.services.presence.agents_online,
+                    "max_text_length": self.services.settings.max_text_length,
+                },
             )
         ]
         if session.greeting is not None:

@@ -5,7 +5,6 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/bootstrap.sh test
 bash scripts/services.sh
-.venv/bin/ruff check .
-.venv/bin/ruff format --check .
+bash scripts/lint.sh
 bash scripts/typecheck.sh
 exec .venv/bin/pytest -q "$@"

@@ -41,10 +41,12 @@ async def test_connect_sends_session_then_greeting_unasked(app_server, clients, 
         "state",
         "last_seq",
         "read",  # additions: read marks, and agent / queue_position when they apply
-        "agents_online",  # how many agents are online (none here)
+        "agents_online",  # whether an agent is online (none here)
+        "max_text_length",  # MAX_TEXT_LENGTH, for the client's input
     }
     assert session["read"] == []
-    assert session["agents_online"] == 0
+    assert session["agents_online"] is False
+    assert session["max_text_length"] == 4000
     assert session["state"] == "bot" and session["last_seq"] == 1
     greeting = await client.wait_message(lambda m: m["seq"] == 1)
     assert greeting["sender"]["role"] == "bot"
