@@ -12,7 +12,6 @@ from socketsvc.domain.errors import ServiceError, StorageUnavailable, Unavailabl
 from socketsvc.domain.limits import ConnectionBudget, EventLimits, client_ip
 from socketsvc.runtime import metrics
 from socketsvc.services import Services
-from socketsvc.storage import outages
 
 log = logging.getLogger("socketsvc.namespaces")
 
@@ -39,7 +38,7 @@ class Namespace(socketio.AsyncNamespace):  # type: ignore[misc]
 
     A handler raises `ServiceError` for an expected refusal (the storage layer raises
     `StorageUnavailable` when the database is unreachable: `unavailable`, logged once per outage
-    by `storage.outages`); anything else is logged and answered with `internal`. The connection
+    by the storage layer); anything else is logged and answered with `internal`. The connection
     always stays up.
     """
 
@@ -90,7 +89,7 @@ class Namespace(socketio.AsyncNamespace):  # type: ignore[misc]
         """The connect_error for a refused connection (`data` = {code, message})."""
         metrics.CONNECT_REFUSALS.labels(namespace=self.namespace, code=exc.code).inc()
         if isinstance(exc, StorageUnavailable):
-            outages.refused("connect")
+            self.services.refused("connect")
             log.debug("%s connection refused: the database is unavailable", self.namespace)
         else:
             log.info("%s connection refused: %s %s", self.namespace, exc.code, exc.message)
@@ -155,7 +154,7 @@ class Namespace(socketio.AsyncNamespace):  # type: ignore[misc]
                 outcome, reply = "ok", {"ok": True, **(body or {})}
             except StorageUnavailable as exc:
                 outcome, reply = exc.code, {"ok": False, "error": exc.to_dict()}
-                outages.refused("event")
+                self.services.refused("event")
                 log.debug("%s %s refused: the database is unavailable", self.namespace, event)
             except ServiceError as exc:
                 outcome, reply = exc.code, {"ok": False, "error": exc.to_dict()}

@@ -14,6 +14,7 @@ from socketsvc.domain.tokens import AgentKeys, TokenService
 from socketsvc.runtime.lifecycle import Lifecycle
 from socketsvc.runtime.tasks import TaskTracker
 from socketsvc.settings import Settings
+from socketsvc.storage import outages
 from socketsvc.storage.presence import PresenceStore
 from socketsvc.storage.store import Store
 from socketsvc.transport.broadcast import Broadcaster
@@ -60,6 +61,12 @@ class Services:
                 settings.connect_rate, settings.max_connections_per_ip, settings.max_connections
             ),
         )
+
+
+    def refused(self, what: outages.Refusal) -> None:
+        """Count an event or connect answered `unavailable` because the database is away (the
+        outage's end line reports them)."""
+        outages.refused(what)
 
 
 def tokens_for(settings: Settings) -> TokenService:

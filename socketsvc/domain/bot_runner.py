@@ -7,11 +7,11 @@ import logging
 
 from socketsvc.bots.base import Bot, BotContext, BotReply
 from socketsvc.domain.conversations import ConversationService, bot_sender
-from socketsvc.domain.models import Conversation, Message, Role, Sender, State
+from socketsvc.domain.models import Append, Conversation, Message, Role, Sender, State
+from socketsvc.domain.ports import ConversationStore
 from socketsvc.domain.routing import RoutingService
 from socketsvc.runtime import metrics
 from socketsvc.runtime.tasks import Deadline, KeyedLocks, TaskTracker
-from socketsvc.storage.store import Append, Store
 
 log = logging.getLogger(__name__)
 
@@ -32,7 +32,7 @@ class BotRunner:
 
     def __init__(
         self,
-        store: Store,
+        store: ConversationStore,
         conversations: ConversationService,
         routing: RoutingService,
         bot: Bot,
@@ -116,16 +116,12 @@ class BotRunner:
             return None
 
     async def _store(self, conversation: Conversation, reply: BotReply) -> Append | None:
-        appended = await self.store.append_message(
+        appended = await self.store.append_bot_reply(
             conversation.id,
             bot_sender(self.bot),
             reply.text,
-            None,
-            only_in_states=[State.BOT],
-            values={
-                "bot_fallbacks": 0 if reply.matched else conversation.bot_fallbacks + 1,
-                "human_offered": reply.offer_human,
-            },
+            bot_fallbacks=0 if reply.matched else conversation.bot_fallbacks + 1,
+            human_offered=reply.offer_human,
         )
         if appended is None:
             metrics.BOT_SUPPRESSED.inc()

@@ -1,6 +1,7 @@
 """Visitor conversations: sessions, messages, typing, read receipts and sync.
 
-Knows nothing of Socket.IO: it stores through `Store` and publishes through a `Broadcaster`.
+Knows nothing of Socket.IO or SQL: it stores through a `ConversationStore` and publishes through
+a `Broadcaster` (domain.ports).
 """
 
 from __future__ import annotations
@@ -12,11 +13,19 @@ from typing import Any
 
 from socketsvc.bots.base import Bot, BotContext
 from socketsvc.domain.errors import Forbidden, Invalid, NotFound
-from socketsvc.domain.models import Conversation, Message, Role, Sender, State, Visitor, utcnow
+from socketsvc.domain.models import (
+    Conversation,
+    Message,
+    Role,
+    Sender,
+    State,
+    Visitor,
+    new_id,
+    utcnow,
+)
+from socketsvc.domain.ports import Broadcaster, ConversationStore
 from socketsvc.domain.tokens import TokenService
 from socketsvc.runtime import metrics
-from socketsvc.storage.store import Store, new_id
-from socketsvc.transport.broadcast import Broadcaster
 
 log = logging.getLogger(__name__)
 
@@ -90,7 +99,7 @@ class ConversationService:
 
     def __init__(
         self,
-        store: Store,
+        store: ConversationStore,
         broadcaster: Broadcaster,
         tokens: TokenService,
         bot: Bot,
@@ -200,14 +209,7 @@ class ConversationService:
         self, agent: Sender, conversation_id: str, client_id: str | None, text: str
     ) -> Message:
         """Store and publish an agent's message to a conversation assigned to that agent."""
-        appended = await self.store.append_message(
-            conversation_id,
-            agent,
-            text,
-            client_id,
-            only_in_states=[State.ASSIGNED],
-            agent_id=agent.id,
-        )
+        appended = await self.store.append_agent_message(conversation_id, agent, text, client_id)
         if appended is None:
             if await self.store.get_conversation(conversation_id) is None:
                 raise NotFound("no such conversation")
@@ -222,9 +224,7 @@ class ConversationService:
 
     async def _reopen(self, conversation: Conversation) -> Conversation:
         """Back to the bot after `resolved`; returns the conversation as it is now."""
-        changed = await self.store.transition(
-            conversation.id, from_states=[State.RESOLVED], values=bot_values()
-        )
+        changed = await self.store.to_bot(conversation.id, None, from_states=[State.RESOLVED])
         if changed is None:
             return await self.store.get_conversation(conversation.id) or conversation
         await self.publish_state(changed.conversation)
@@ -285,17 +285,6 @@ class ConversationService:
             "state",
             state_payload(conversation, queue_position),
         )
-
-
-def bot_values() -> dict[str, Any]:
-    """The columns of a conversation handed (back) to the bot, with a fresh fallback count."""
-    return {
-        "state": State.BOT.value,
-        "agent_id": None,
-        "agent_name": None,
-        "bot_fallbacks": 0,
-        "human_offered": False,
-    }
 
 
 def state_payload(conversation: Conversation, queue_position: int | None = None) -> dict[str, Any]:

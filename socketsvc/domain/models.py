@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -84,6 +85,37 @@ class Conversation:
     human_offered: bool
     created_at: datetime
     updated_at: datetime
+
+
+@dataclass(frozen=True)
+class Append:
+    """The result of storing one message; `created` is False for a repeated `client_id`."""
+
+    message: Message
+    created: bool
+    conversation: Conversation | None
+
+
+@dataclass(frozen=True)
+class Transition:
+    """The result of a conditional change: the conversation after it, and the messages added."""
+
+    conversation: Conversation
+    messages: list[Message]
+
+
+@dataclass(frozen=True)
+class Agent:
+    """An agent as presence records it."""
+
+    id: str
+    name: str
+    status: str
+    last_seen_at: datetime
+
+
+def new_id() -> str:
+    return uuid.uuid4().hex
 
 
 def utcnow() -> datetime:

@@ -7,11 +7,11 @@ import logging
 import uuid
 
 from socketsvc.domain.errors import Unavailable
+from socketsvc.domain.models import Agent
+from socketsvc.domain.ports import Broadcaster, PresenceRecords
 from socketsvc.domain.routing import RoutingService
 from socketsvc.domain.tokens import AgentIdentity
 from socketsvc.runtime import metrics
-from socketsvc.storage.presence import Agent, PresenceStore
-from socketsvc.transport.broadcast import Broadcaster
 
 log = logging.getLogger(__name__)
 
@@ -29,7 +29,7 @@ class PresenceService:
 
     def __init__(
         self,
-        store: PresenceStore,
+        store: PresenceRecords,
         routing: RoutingService,
         grace: float,
         broadcaster: Broadcaster | None = None,

@@ -11,15 +11,12 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
-from socketsvc.domain.conversations import ConversationService, bot_values
+from socketsvc.domain.conversations import ConversationService
 from socketsvc.domain.errors import Conflict, Forbidden, Invalid, NotFound
-from socketsvc.domain.models import SYSTEM, Conversation, Message, Role, State, iso, utcnow
+from socketsvc.domain.models import Conversation, Message, Role, State, Transition, iso, utcnow
+from socketsvc.domain.ports import Broadcaster, ConversationStore, PresenceRecords
 from socketsvc.domain.tokens import AgentIdentity
 from socketsvc.runtime import metrics
-from socketsvc.storage.presence import PresenceStore
-from socketsvc.storage.store import Store, Transition
-from socketsvc.storage.tables import conversations as conversations_table
-from socketsvc.transport.broadcast import Broadcaster
 
 log = logging.getLogger(__name__)
 
@@ -54,8 +51,8 @@ class RoutingService:
 
     def __init__(
         self,
-        store: Store,
-        presence: PresenceStore,
+        store: ConversationStore,
+        presence: PresenceRecords,
         conversations: ConversationService,
         broadcaster: Broadcaster,
     ) -> None:
@@ -70,11 +67,10 @@ class RoutingService:
         """Queue the conversation for a human (the bot falls silent); idempotent."""
         waiting = await self.store.queue_length()
         online = await self.presence.online_count()
-        changed = await self.store.transition(
+        changed = await self.store.queue(
             conversation_id,
+            queued_text(waiting + 1, online),
             from_states=[State.BOT, State.RESOLVED],
-            values=_queued_values(),
-            add=[(SYSTEM, queued_text(waiting + 1, online))],
         )
         if changed is None:
             current = await self.store.get_conversation(conversation_id)
@@ -95,16 +91,8 @@ class RoutingService:
     async def accept(self, agent: AgentIdentity, conversation_id: str) -> Accepted:
         """Claim a queued conversation: exactly one agent wins, the others get `conflict`."""
         before = await self.store.get_conversation(conversation_id)
-        changed = await self.store.transition(
-            conversation_id,
-            from_states=[State.QUEUED],
-            values={
-                "state": State.ASSIGNED.value,
-                "agent_id": agent.id,
-                "agent_name": agent.name,
-                "queued_at": None,
-            },
-            add=[(SYSTEM, f"{agent.name} joined the chat.")],
+        changed = await self.store.accept(
+            conversation_id, agent.id, agent.name, f"{agent.name} joined the chat."
         )
         if changed is None:
             current = await self.store.get_conversation(conversation_id)
@@ -137,12 +125,13 @@ class RoutingService:
         target = await self.presence.get(target_id)
         if target is None:
             raise NotFound("no such agent")
-        changed = await self._mine(
-            agent,
+        changed = await self.store.transfer(
             conversation_id,
-            values={"agent_id": target.id, "agent_name": target.name},
-            text=f"{agent.name} transferred the chat to {target.name}.",
-        )
+            agent.id,
+            target.id,
+            target.name,
+            f"{agent.name} transferred the chat to {target.name}.",
+        ) or await self._not_mine(agent, conversation_id)
         conversation = changed.conversation
         await self._publish(changed)
         await self.conversations.publish_state(conversation)
@@ -155,35 +144,33 @@ class RoutingService:
         """Give an assigned conversation back to the queue or to the bot."""
         if to == "queue":
             waiting = await self.store.queue_length()
-            changed = await self._mine(
-                agent,
-                conversation_id,
-                values=_queued_values(),
-                text=f"{agent.name} returned this chat to the queue. "
-                + queued_text(waiting + 1, await self.presence.online_count()),
+            note = f"{agent.name} returned this chat to the queue. " + queued_text(
+                waiting + 1, await self.presence.online_count()
             )
+            changed = await self.store.queue(
+                conversation_id, note, from_states=[State.ASSIGNED], assigned_to=agent.id
+            ) or await self._not_mine(agent, conversation_id)
             await self.broadcaster.to_agent(
                 agent.id, "conversation", await self.summary(changed.conversation)
             )
             await self._entered_queue(changed)
         else:
-            changed = await self._mine(
-                agent,
+            changed = await self.store.to_bot(
                 conversation_id,
-                values=bot_values(),
-                text=f"{agent.name} handed this chat back to the bot.",
-            )
+                f"{agent.name} handed this chat back to the bot.",
+                from_states=[State.ASSIGNED],
+                assigned_to=agent.id,
+            ) or await self._not_mine(agent, conversation_id)
             await self._left_agent(agent, changed)
         return changed.conversation
 
     async def resolve(self, agent: AgentIdentity, conversation_id: str) -> Conversation:
         """Close an assigned conversation; a later visitor message reopens it with the bot."""
-        changed = await self._mine(
-            agent,
+        changed = await self.store.resolve(
             conversation_id,
-            values={"state": State.RESOLVED.value, "agent_id": None, "agent_name": None},
-            text=f"{agent.name} marked this conversation as resolved. Write again any time.",
-        )
+            agent.id,
+            f"{agent.name} marked this conversation as resolved. Write again any time.",
+        ) or await self._not_mine(agent, conversation_id)
         await self._left_agent(agent, changed)
         return changed.conversation
 
@@ -194,18 +181,11 @@ class RoutingService:
             for conversation in await self.store.assigned_to(agent_id):
                 waiting = await self.store.queue_length()
                 name = conversation.agent_name or "The agent"
-                changed = await self.store.transition(
-                    conversation.id,
-                    from_states=[State.ASSIGNED],
-                    where=conversations_table.c.agent_id == agent_id,
-                    values=_queued_values(),
-                    add=[
-                        (
-                            SYSTEM,
-                            f"{name} was disconnected. "
-                            + queued_text(waiting + 1, await self.presence.online_count()),
-                        )
-                    ],
+                note = f"{name} was disconnected. " + queued_text(
+                    waiting + 1, await self.presence.online_count()
+                )
+                changed = await self.store.queue(
+                    conversation.id, note, from_states=[State.ASSIGNED], assigned_to=agent_id
                 )
                 if changed is None:
                     continue
@@ -266,21 +246,10 @@ class RoutingService:
 
     # internals ------------------------------------------------------------------------------
 
-    async def _mine(
-        self, agent: AgentIdentity, conversation_id: str, values: dict[str, Any], text: str
-    ) -> Transition:
-        """Change a conversation only while it is assigned to `agent`."""
-        changed = await self.store.transition(
-            conversation_id,
-            from_states=[State.ASSIGNED],
-            where=conversations_table.c.agent_id == agent.id,
-            values=values,
-            add=[(SYSTEM, text)],
-        )
-        if changed is None:
-            await self.conversation_for(agent, conversation_id)  # raises the right error
-            raise Conflict("conversation changed meanwhile")  # pragma: no cover - a race
-        return changed
+    async def _not_mine(self, agent: AgentIdentity, conversation_id: str) -> Transition:
+        """Raise why a change of a conversation that had to be the agent's did not apply."""
+        await self.conversation_for(agent, conversation_id)  # raises the right error
+        raise Conflict("conversation changed meanwhile")  # pragma: no cover - a race
 
     async def _left_agent(self, agent: AgentIdentity, changed: Transition) -> None:
         """Tell the visitor (message, state) and the agent (summary) that the agent let go."""
@@ -313,14 +282,3 @@ class RoutingService:
         metrics.QUEUE_LENGTH.set(len(queued))
         for position, waiting in enumerate(queued, start=1):
             await self.conversations.publish_state(waiting, position)
-
-
-def _queued_values() -> dict[str, Any]:
-    return {
-        "state": State.QUEUED.value,
-        "queued_at": utcnow(),
-        "agent_id": None,
-        "agent_name": None,
-        "bot_fallbacks": 0,
-        "human_offered": False,
-    }

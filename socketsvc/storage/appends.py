@@ -34,7 +34,7 @@ from typing import Any
 
 import asyncpg
 
-from socketsvc.domain.models import Conversation, Message, Role, Sender, State
+from socketsvc.domain.models import Append, Conversation, Message, Role, Sender, State
 
 CONVERSATION_COLUMNS = (
     "id",
@@ -68,15 +68,6 @@ SETTABLE = frozenset(
 Key = tuple[str, str, str, str]
 PLAIN: tuple[tuple[str, ...], int, bool] = ((), -1, False)
 """The shape of an unconditional append that changes no column (a visitor's message)."""
-
-
-@dataclass(frozen=True)
-class Append:
-    """The result of storing one message; `created` is False for a repeated `client_id`."""
-
-    message: Message
-    created: bool
-    conversation: Conversation | None
 
 
 @dataclass(slots=True)

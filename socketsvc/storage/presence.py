@@ -6,7 +6,6 @@ process that died stop counting as live after `stale` seconds, without anyone cl
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -14,17 +13,9 @@ import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
-from socketsvc.domain.models import State, utcnow
+from socketsvc.domain.models import Agent, State, utcnow
 from socketsvc.storage.store import Store, _aware
 from socketsvc.storage.tables import agent_connections, agents, conversations
-
-
-@dataclass(frozen=True)
-class Agent:
-    id: str
-    name: str
-    status: str
-    last_seen_at: datetime
 
 
 class PresenceStore:

@@ -13,9 +13,7 @@ import asyncio
 import contextlib
 import functools
 import sqlite3
-import uuid
-from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Collection, Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -24,11 +22,22 @@ import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from socketsvc.domain.models import Conversation, Message, Role, Sender, State, Visitor, utcnow
+from socketsvc.domain.models import (
+    SYSTEM,
+    Append,
+    Conversation,
+    Message,
+    Role,
+    Sender,
+    State,
+    Transition,
+    Visitor,
+    new_id,
+    utcnow,
+)
 from socketsvc.runtime import metrics
 from socketsvc.settings import DEFAULT_COMMIT_DELAY, sqlite_path
 from socketsvc.storage.appends import (
-    Append,
     PendingAppend,
     SqliteAppender,
     check_values,
@@ -48,14 +57,6 @@ from socketsvc.storage.tables import conversations, messages, metadata, read_mar
 MAX_BATCH = 256
 
 __all__ = ["Append", "Store", "Transition", "new_id"]
-
-
-@dataclass(frozen=True)
-class Transition:
-    """The result of a conditional change: the conversation after it, and the messages added."""
-
-    conversation: Conversation
-    messages: list[Message]
 
 
 class Store:
@@ -280,6 +281,89 @@ class Store:
                 await conn.execute(messages.insert(), [_message_row(m) for m in stored])
         return Transition(conversation, stored)
 
+    # named transitions: the ones the domain makes ------------------------------------------
+    #
+    # Each is one atomic, conditional UPDATE (the conversation must be in one of the states,
+    # and assigned to the agent where one is named) plus the system note it adds; None when the
+    # condition did not hold, changing nothing. The domain decides when; the columns are ours.
+
+    async def queue(
+        self,
+        conversation_id: str,
+        note: str,
+        *,
+        from_states: Collection[State],
+        assigned_to: str | None = None,
+    ) -> Transition | None:
+        """To the queue, waiting from now, without an agent and with the bot's counters reset."""
+        values = {
+            "state": State.QUEUED.value,
+            "queued_at": utcnow(),
+            "agent_id": None,
+            "agent_name": None,
+            "bot_fallbacks": 0,
+            "human_offered": False,
+        }
+        return await self._named(conversation_id, from_states, assigned_to, values, note)
+
+    async def accept(
+        self, conversation_id: str, agent_id: str, agent_name: str, note: str
+    ) -> Transition | None:
+        """A queued conversation assigned to the agent (exactly one caller wins)."""
+        values = {
+            "state": State.ASSIGNED.value,
+            "agent_id": agent_id,
+            "agent_name": agent_name,
+            "queued_at": None,
+        }
+        return await self._named(conversation_id, (State.QUEUED,), None, values, note)
+
+    async def transfer(
+        self, conversation_id: str, from_agent_id: str, to_agent_id: str, to_name: str, note: str
+    ) -> Transition | None:
+        """A conversation assigned to `from_agent_id` assigned to another agent."""
+        values = {"agent_id": to_agent_id, "agent_name": to_name}
+        return await self._named(conversation_id, (State.ASSIGNED,), from_agent_id, values, note)
+
+    async def to_bot(
+        self,
+        conversation_id: str,
+        note: str | None,
+        *,
+        from_states: Collection[State],
+        assigned_to: str | None = None,
+    ) -> Transition | None:
+        """Back to the bot, without an agent and with a fresh fallback count."""
+        values = {
+            "state": State.BOT.value,
+            "agent_id": None,
+            "agent_name": None,
+            "bot_fallbacks": 0,
+            "human_offered": False,
+        }
+        return await self._named(conversation_id, from_states, assigned_to, values, note)
+
+    async def resolve(self, conversation_id: str, agent_id: str, note: str) -> Transition | None:
+        """A conversation assigned to the agent, resolved."""
+        values = {"state": State.RESOLVED.value, "agent_id": None, "agent_name": None}
+        return await self._named(conversation_id, (State.ASSIGNED,), agent_id, values, note)
+
+    async def _named(
+        self,
+        conversation_id: str,
+        from_states: Collection[State],
+        assigned_to: str | None,
+        values: dict[str, Any],
+        note: str | None,
+    ) -> Transition | None:
+        return await self.transition(
+            conversation_id,
+            from_states=from_states,
+            values=values,
+            add=[] if note is None else [(SYSTEM, note)],
+            where=None if assigned_to is None else conversations.c.agent_id == assigned_to,
+        )
+
     # messages -------------------------------------------------------------------------------
 
     async def append_message(
@@ -326,6 +410,39 @@ class Store:
         # message (and skips the cancelled future).
         with OUTAGES.guard("write"):
             return await item.future
+
+    async def append_agent_message(
+        self, conversation_id: str, agent: Sender, text: str, client_id: str | None
+    ) -> Append | None:
+        """An agent's message, stored only while the conversation is assigned to that agent."""
+        return await self.append_message(
+            conversation_id,
+            agent,
+            text,
+            client_id,
+            only_in_states=(State.ASSIGNED,),
+            agent_id=agent.id,
+        )
+
+    async def append_bot_reply(
+        self,
+        conversation_id: str,
+        bot: Sender,
+        text: str,
+        *,
+        bot_fallbacks: int,
+        human_offered: bool,
+    ) -> Append | None:
+        """The bot's reply, stored only while the conversation is with the bot, with the bot's
+        counters (fallbacks in a row, whether a human was offered) in the same write."""
+        return await self.append_message(
+            conversation_id,
+            bot,
+            text,
+            None,
+            only_in_states=(State.BOT,),
+            values={"bot_fallbacks": bot_fallbacks, "human_offered": human_offered},
+        )
 
     async def _flush(self) -> None:
         """Store pending appends in batches until none are left."""
@@ -633,10 +750,6 @@ def _settle(future: asyncio.Future[Append | None], outcome: Append | Exception |
         future.set_exception(outcome)
     else:
         future.set_result(outcome)
-
-
-def new_id() -> str:
-    return uuid.uuid4().hex
 
 
 def _aware(moment: datetime) -> datetime:

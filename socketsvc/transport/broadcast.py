@@ -1,42 +1,17 @@
-"""The seam through which domain services publish events, without knowing Socket.IO."""
+"""`Broadcaster` (the domain's port, `domain.ports`) over python-socketio rooms."""
 
 from __future__ import annotations
 
 import logging
-from typing import Any, Protocol
+from typing import Any
 
 import socketio
 
+from socketsvc.domain.ports import Broadcaster
 from socketsvc.transport import rooms
 from socketsvc.transport.managers import LeanManager, Target
 
 log = logging.getLogger(__name__)
-
-
-class Broadcaster(Protocol):
-    """Publishes events to the participants of a conversation, an agent, or every agent.
-
-    A conversation's participants are its visitor's connections and, when `agent_id` is given,
-    every connection of that agent (the one assigned at the moment of the change). `skip` is the
-    opaque id of the connection that caused the event, when it must not get its own echo.
-    """
-
-    async def to_conversation(
-        self,
-        conversation_id: str,
-        agent_id: str | None,
-        event: str,
-        data: dict[str, Any],
-        skip: str | None = None,
-    ) -> None: ...
-
-    async def to_agent(self, agent_id: str, event: str, data: dict[str, Any]) -> None: ...
-
-    async def to_agents(self, event: str, data: dict[str, Any]) -> None: ...
-
-    async def to_local_visitors(self, event: str, data: dict[str, Any]) -> None:
-        """Every visitor connection of this process only (each process sends its own)."""
-        ...
 
 
 class SocketIOBroadcaster:
@@ -72,3 +47,6 @@ class SocketIOBroadcaster:
 
     async def to_local_visitors(self, event: str, data: dict[str, Any]) -> None:
         await self.sio.emit(event, data, namespace=rooms.CHAT, ignore_queue=True)
+
+
+__all__ = ["Broadcaster", "SocketIOBroadcaster"]

@@ -1,0 +1,166 @@
+"""What the domain needs from the layers around it, as interfaces it owns.
+
+`storage.Store` and `storage.presence.PresenceStore` implement the stores over SQLAlchemy;
+`transport.broadcast.SocketIOBroadcaster` implements `Broadcaster` over python-socketio. The
+composition root (`socketsvc.services`) plugs them in; the domain imports only this module.
+Every transition is named: the domain says what happens (accept, transfer, resolve...), the
+store knows which columns that changes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+from typing import Any, Protocol
+
+from socketsvc.domain.models import (
+    Agent,
+    Append,
+    Conversation,
+    Message,
+    Role,
+    Sender,
+    State,
+    Transition,
+    Visitor,
+)
+
+
+class ConversationStore(Protocol):
+    """Durable visitors, conversations, messages and read marks."""
+
+    async def ensure_visitor(self, visitor_id: str, name: str) -> Visitor: ...
+
+    async def get_visitor(self, visitor_id: str) -> Visitor | None: ...
+
+    async def create_conversation(
+        self,
+        visitor_id: str,
+        greeting: tuple[Sender, str] | None = None,
+        conversation_id: str | None = None,
+        *,
+        new_visitor_name: str | None = None,
+    ) -> Transition: ...
+
+    async def get_conversation(self, conversation_id: str) -> Conversation | None: ...
+
+    async def current_conversation(self, visitor_id: str) -> Conversation | None: ...
+
+    # named transitions (None: the condition did not hold, nothing changed)
+
+    async def queue(
+        self,
+        conversation_id: str,
+        note: str,
+        *,
+        from_states: Collection[State],
+        assigned_to: str | None = None,
+    ) -> Transition | None: ...
+
+    async def accept(
+        self, conversation_id: str, agent_id: str, agent_name: str, note: str
+    ) -> Transition | None: ...
+
+    async def transfer(
+        self, conversation_id: str, from_agent_id: str, to_agent_id: str, to_name: str, note: str
+    ) -> Transition | None: ...
+
+    async def to_bot(
+        self,
+        conversation_id: str,
+        note: str | None,
+        *,
+        from_states: Collection[State],
+        assigned_to: str | None = None,
+    ) -> Transition | None: ...
+
+    async def resolve(
+        self, conversation_id: str, agent_id: str, note: str
+    ) -> Transition | None: ...
+
+    # messages
+
+    async def append_message(
+        self, conversation_id: str, sender: Sender, text: str, client_id: str | None
+    ) -> Append | None: ...
+
+    async def append_agent_message(
+        self, conversation_id: str, agent: Sender, text: str, client_id: str | None
+    ) -> Append | None: ...
+
+    async def append_bot_reply(
+        self,
+        conversation_id: str,
+        bot: Sender,
+        text: str,
+        *,
+        bot_fallbacks: int,
+        human_offered: bool,
+    ) -> Append | None: ...
+
+    async def messages_after(
+        self, conversation_id: str, after_seq: int, limit: int
+    ) -> list[Message]: ...
+
+    async def last_message(
+        self, conversation_id: str, role: Role | None = None
+    ) -> Message | None: ...
+
+    async def mark_read(self, conversation_id: str, reader: Sender, seq: int) -> int: ...
+
+    async def read_marks(self, conversation_id: str) -> list[tuple[str, str, int]]: ...
+
+    # the queue and assignments
+
+    async def queue_position(self, conversation: Conversation) -> int | None: ...
+
+    async def queue_length(self) -> int: ...
+
+    async def queued(self) -> list[Conversation]: ...
+
+    async def assigned_to(self, agent_id: str) -> list[Conversation]: ...
+
+
+class PresenceRecords(Protocol):
+    """Agents' connections and statuses, shared by every process."""
+
+    async def connected(self, agent_id: str, name: str, sid: str, node_id: str) -> Agent: ...
+
+    async def disconnected(self, sid: str) -> str | None: ...
+
+    async def heartbeat(self, node_id: str) -> None: ...
+
+    async def forget_node(self, node_id: str) -> None: ...
+
+    async def set_status(self, agent_id: str, status: str) -> None: ...
+
+    async def get(self, agent_id: str) -> Agent | None: ...
+
+    async def online_count(self) -> int: ...
+
+    async def absent_with_conversations(self, grace: float) -> list[str]: ...
+
+
+class Broadcaster(Protocol):
+    """Publishes events to the participants of a conversation, an agent, or every agent.
+
+    A conversation's participants are its visitor's connections and, when `agent_id` is given,
+    every connection of that agent (the one assigned at the moment of the change). `skip` is the
+    opaque id of the connection that caused the event, when it must not get its own echo.
+    """
+
+    async def to_conversation(
+        self,
+        conversation_id: str,
+        agent_id: str | None,
+        event: str,
+        data: dict[str, Any],
+        skip: str | None = None,
+    ) -> None: ...
+
+    async def to_agent(self, agent_id: str, event: str, data: dict[str, Any]) -> None: ...
+
+    async def to_agents(self, event: str, data: dict[str, Any]) -> None: ...
+
+    async def to_local_visitors(self, event: str, data: dict[str, Any]) -> None:
+        """Every visitor connection of this process only (each process sends its own)."""
+        ...
