@@ -14,23 +14,27 @@ from aiohttp import web
 from socketsvc import __version__
 from socketsvc.runtime import gcpolicy, logs
 from socketsvc.services import tokens_for
-from socketsvc.settings import Settings, SettingsError
+from socketsvc.settings import Settings, SettingsError, markdown_table, plain_list
 
 log = logging.getLogger("socketsvc.transport.server")
 
-DESCRIPTION = """\
+_HOST, _PORT = Settings.host, Settings.port
+
+DESCRIPTION = f"""\
 socketsvc: a real-time support chat backend over Socket.IO.
 
 commands:
   socketsvc [serve]                              serve HTTP and Socket.IO (the default)
   socketsvc token agent --id ID --name NAME      print an agent JWT for the /agent namespace
+  socketsvc settings [--markdown]                list the settings (--markdown: the README's table)
 
 `serve` serves the namespaces /chat and /agent, the demo pages at /, and /healthz, /readyz and
-/metrics on $HOST:$PORT (default 0.0.0.0:8080). Configuration comes from environment variables
-(PORT, DATABASE_URL, REDIS_URL, SOCKETSVC_SECRET, ALLOWED_ORIGINS, ...; see the README's
-configuration table). `token agent` signs with SOCKETSVC_SECRET, so run it with the same
-environment as the service.
-"""
+/metrics on $HOST:$PORT (default {_HOST}:{_PORT}). Configuration comes from the environment
+variables below (see the README's configuration table). `token agent` signs with
+SOCKETSVC_SECRET, so run it with the same environment as the service.
+
+environment variables (default; accepted values):
+{plain_list()}"""
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -42,8 +46,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"socketsvc {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     serve = commands.add_parser("serve", help="serve HTTP and Socket.IO (the default)")
-    serve.add_argument("--host", help="address to bind (default $HOST or 0.0.0.0)")
-    serve.add_argument("--port", type=int, help="port to bind (default $PORT or 8080; 0 = any)")
+    serve.add_argument("--host", help=f"address to bind (default $HOST or {_HOST})")
+    serve.add_argument("--port", type=int, help=f"port to bind (default $PORT or {_PORT}; 0 = any)")
     token = commands.add_parser("token", help="mint a signed token")
     kinds = token.add_subparsers(dest="kind", metavar="KIND", required=True)
     agent = kinds.add_parser(
@@ -55,11 +59,22 @@ def build_parser() -> argparse.ArgumentParser:
     agent.add_argument(
         "--ttl", type=int, default=12 * 3600, help="seconds until it expires (default 43200)"
     )
+    listing = commands.add_parser(
+        "settings", help="list the settings: variable, default, accepted values"
+    )
+    listing.add_argument(
+        "--markdown",
+        action="store_true",
+        help="print the README's configuration table instead (generated from the declarations)",
+    )
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.command == "settings":
+        print(markdown_table() if args.markdown else plain_list(), end="")
+        return 0
     try:
         settings = Settings.from_env()
     except SettingsError as exc:

@@ -1,18 +1,26 @@
 """Settings, read once from the environment into one typed object.
 
+Every setting is declared once, as a field of `Settings` whose default is `setting(...)`: the
+environment variable, the default, the accepted range or choices and the doc. `Settings.from_env`
+reads the fields in order, the README's configuration table is `markdown_table()` (printed by
+`socketsvc settings --markdown`) and `socketsvc --help` lists `plain_list()`.
+
 Every value is checked when it is read; a bad one raises `SettingsError` naming the variable,
 so the service refuses to start instead of failing later.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
 import logging
 import os
 import secrets
-from collections.abc import Mapping
+import typing
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 log = logging.getLogger(__name__)
@@ -22,121 +30,142 @@ SECRET_FILE = "socketsvc.secret"
 DEFAULT_COMMIT_DELAY = 0.002
 """Seconds between group commits while the process is busy (socketsvc.storage.pacing)."""
 
+TABLE_START = "<!-- settings:start -->"
+TABLE_END = "<!-- settings:end -->"
+
+T = TypeVar("T")
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
 
 class SettingsError(ValueError):
     """A setting is missing or malformed; the message names the variable."""
 
 
 @dataclass(frozen=True)
-class Settings:
-    """Everything the service is configured with. Build it with `Settings.from_env()`."""
+class Setting:
+    """One declared setting. `attr`, `type` and `default` come from its field of `Settings`."""
 
-    host: str = "0.0.0.0"
-    port: int = 8080
-    database_url: str = f"sqlite:///{DEFAULT_SQLITE_FILE}"
-    redis_url: str | None = None
-    redis_channel: str = "socketsvc"
-    secret: str = field(default="", repr=False)
-    secret_source: str = "env"
-    """`env` when SOCKETSVC_SECRET was set, else the path of the generated secret file."""
-    allowed_origins: tuple[str, ...] | None = None
-    """None: same origin only; ("*",): any origin; else the exact origins allowed."""
-    max_text_length: int = 4000
-    visitor_token_ttl: int = 30 * 24 * 3600
-    bot: str = "kb"
-    bot_kb_path: str | None = None
-    bot_delay: float = 0.0
-    ping_interval: float = 25.0
-    ping_timeout: float = 20.0
-    log_level: str = "INFO"
-    log_format: str = "text"
-    agent_grace_seconds: float = 60.0
-    dev_mode: bool = False
-    message_rate: float = 2.0
-    message_burst: float = 30.0
-    connect_rate: int = 60
-    max_connections_per_ip: int = 100
-    max_connections: int = 20000
-    trusted_proxies: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()
-    identity_secret: str | None = field(default=None, repr=False)
-    agent_jwt_algorithm: str = "HS256"
-    agent_jwt_public_key: str | None = None
-    agent_jwt_issuer: str | None = None
-    agent_jwt_audience: str | None = None
-    commit_delay: float = DEFAULT_COMMIT_DELAY
-    sqlite_busy_timeout: float = 30.0
-    """Seconds a SQLite write waits for another process's lock before `unavailable`."""
-    gc_freeze_interval: float = 1.0
-    """Seconds between GC freeze steps (socketsvc.runtime.gcpolicy); 0: CPython's default
-    collector."""
-    gc_full_growth: float = 25.0
-    """Growth of the memory blocks since the last full collection, in %, that triggers the next."""
+    env: str
+    """The environment variable."""
+    doc: str
+    """Markdown: the README row's meaning (empty for a setting that shares the row of `row`)."""
+    low: float | None = None
+    high: float | None = None
+    choices: tuple[str, ...] = ()
+    """Accepted values; all upper case: the value is upper-cased, else lower-cased."""
+    shown: str | None = None
+    """Markdown for the README's default column instead of the default itself."""
+    read: Callable[[_Reader, Setting], Any] | None = None
+    """A reader for what the type alone does not say (URLs, secrets, origins, ...)."""
+    row: str | None = None
+    """The variable of an earlier setting whose README row this one shares."""
+    last: bool = False
+    """Read after every other setting: its reader writes a file, which a bad value of any other
+    setting should not leave behind."""
+    attr: str = ""
+    type: Any = None
+    default: Any = None
 
-    @property
-    def is_sqlite(self) -> bool:
-        return self.database_url.startswith("sqlite")
+    def shown_default(self) -> str:
+        """The default as the README's table shows it (Markdown)."""
+        if self.shown is not None:
+            return self.shown
+        value = self.default
+        if value is None or value == ():
+            return "unset"
+        if isinstance(value, bool):
+            return f"`{str(value).lower()}`"
+        if isinstance(value, float):
+            return f"`{value:g}`"
+        return f"`{value}`"
 
-    @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
-        """Read the settings from `env` (default: `os.environ`)."""
-        env = os.environ if env is None else env
-        reader = _Reader(env)
-        database_url = reader.database_url("DATABASE_URL", f"sqlite:///{DEFAULT_SQLITE_FILE}")
-        redis_url = reader.optional("REDIS_URL")
-        if redis_url is not None and not redis_url.startswith(("redis://", "rediss://", "unix://")):
-            raise SettingsError("REDIS_URL must start with redis://, rediss:// or unix://")
-        if redis_url is not None and database_url.startswith("sqlite"):
-            raise SettingsError(
-                "REDIS_URL is set but DATABASE_URL is SQLite: several processes need a shared "
-                "database; set DATABASE_URL=postgresql://..."
-            )
-        secret, source = reader.secret("SOCKETSVC_SECRET", database_url)
-        algorithm, public_key = reader.agent_jwt()
-        return cls(
-            host=reader.text("HOST", "0.0.0.0"),
-            port=reader.integer("PORT", 8080, low=0, high=65535),
-            database_url=database_url,
-            redis_url=redis_url,
-            redis_channel=reader.text("REDIS_CHANNEL", "socketsvc"),
-            secret=secret,
-            secret_source=source,
-            allowed_origins=reader.origins("ALLOWED_ORIGINS"),
-            max_text_length=reader.integer("MAX_TEXT_LENGTH", 4000, low=1, high=16000),
-            visitor_token_ttl=reader.integer("VISITOR_TOKEN_TTL", 30 * 24 * 3600, low=60),
-            bot=reader.text("BOT", "kb"),
-            bot_kb_path=reader.optional("BOT_KB_PATH"),
-            bot_delay=reader.number("BOT_DELAY", 0.0, low=0.0, high=60.0),
-            ping_interval=reader.number("PING_INTERVAL", 25.0, low=1.0, high=29.0),
-            ping_timeout=reader.number("PING_TIMEOUT", 20.0, low=1.0, high=120.0),
-            log_level=reader.choice(
-                "LOG_LEVEL", "INFO", ("DEBUG", "INFO", "WARNING", "ERROR"), upper=True
-            ),
-            log_format=reader.choice("LOG_FORMAT", "text", ("text", "json")),
-            agent_grace_seconds=reader.number("AGENT_GRACE_SECONDS", 60.0, low=0.0),
-            dev_mode=reader.boolean("DEV_MODE", False),
-            message_rate=reader.number("MESSAGE_RATE", 2.0, low=0.01),
-            message_burst=reader.number("MESSAGE_BURST", 30.0, low=1.0),
-            connect_rate=reader.integer("CONNECT_RATE", 60, low=1),
-            max_connections_per_ip=reader.integer("MAX_CONNECTIONS_PER_IP", 100, low=1),
-            max_connections=reader.integer("MAX_CONNECTIONS", 20000, low=1),
-            trusted_proxies=reader.networks("TRUSTED_PROXIES"),
-            identity_secret=reader.optional_secret("IDENTITY_SECRET"),
-            agent_jwt_algorithm=algorithm,
-            agent_jwt_public_key=public_key,
-            agent_jwt_issuer=reader.optional("AGENT_JWT_ISSUER"),
-            agent_jwt_audience=reader.optional("AGENT_JWT_AUDIENCE"),
-            commit_delay=reader.number("COMMIT_DELAY", DEFAULT_COMMIT_DELAY, low=0.0, high=0.1),
-            sqlite_busy_timeout=reader.number("SQLITE_BUSY_TIMEOUT", 30.0, low=0.0, high=600.0),
-            gc_freeze_interval=reader.number("GC_FREEZE_INTERVAL", 1.0, low=0.0, high=3600.0),
-            gc_full_growth=reader.number("GC_FULL_GROWTH", 25.0, low=1.0, high=1000.0),
-        )
+    def accepted(self) -> str:
+        """What values are accepted, in words ("" when the type says it all)."""
+        if self.choices:
+            return ", ".join(self.choices)
+        if self.type is bool:
+            return "true or false"
+        if self.low is not None and self.high is not None:
+            return f"{self.low:g} to {self.high:g}"
+        if self.low is not None:
+            return f"at least {self.low:g}"
+        if self.high is not None:
+            return f"at most {self.high:g}"
+        return ""
+
+
+_SETTING = "socketsvc.setting"
+_DERIVED = "socketsvc.derived"
+
+
+def setting(
+    *,
+    env: str,
+    default: T,
+    doc: str = "",
+    low: float | None = None,
+    high: float | None = None,
+    choices: tuple[str, ...] = (),
+    shown: str | None = None,
+    read: Callable[[_Reader, Setting], T] | None = None,
+    row: str | None = None,
+    last: bool = False,
+    secret: bool = False,
+) -> T:
+    """Declare a field of `Settings` read from the variable `env` (see `Setting`).
+
+    `secret=True` keeps the value out of the repr.
+    """
+    spec = Setting(env, doc, low, high, choices, shown, read, row, last)
+    made: T = field(default=default, repr=not secret, metadata={_SETTING: spec})
+    return made
+
+
+def derived(*, default: T, read: Callable[[_Reader], T]) -> T:
+    """Declare a field of `Settings` that no variable sets: `read` works it out from the others."""
+    made: T = field(default=default, metadata={_DERIVED: read})
+    return made
 
 
 class _Reader:
-    """Casts environment values, raising `SettingsError` that names the variable."""
+    """Casts environment values, raising `SettingsError` that names the variable.
+
+    `value(attr)` reads a field on demand (once), so a reader can use the fields it depends on.
+    """
 
     def __init__(self, env: Mapping[str, str]) -> None:
         self.env = env
+        self.values: dict[str, Any] = {}
+        self.secret_source = "env"
+        self._jwt: tuple[str, str | None] | None = None
+
+    def value(self, attr: str) -> Any:
+        if attr not in self.values:
+            spec = _BY_ATTR.get(attr)
+            if spec is not None:
+                self.values[attr] = (spec.read or _Reader.plain)(self, spec)
+            else:
+                self.values[attr] = _DERIVED_READERS[attr](self)
+        return self.values[attr]
+
+    def plain(self, s: Setting) -> Any:
+        """A value whose type (and range or choices) says how to read it."""
+        if s.choices:
+            upper = all(c == c.upper() for c in s.choices)
+            return self.choice(s.env, s.default, s.choices, upper=upper)
+        if s.type is bool:
+            return self.boolean(s.env, s.default)
+        if s.type is int:
+            low = None if s.low is None else int(s.low)
+            high = None if s.high is None else int(s.high)
+            return self.integer(s.env, s.default, low=low, high=high)
+        if s.type is float:
+            low_f = None if s.low is None else float(s.low)
+            high_f = None if s.high is None else float(s.high)
+            return self.number(s.env, s.default, low=low_f, high=high_f)
+        if s.type is str:
+            return self.text(s.env, s.default)
+        return self.optional(s.env)
 
     def optional(self, name: str) -> str | None:
         value = self.env.get(name, "").strip()
@@ -145,7 +174,7 @@ class _Reader:
     def text(self, name: str, default: str) -> str:
         return self.optional(name) or default
 
-    def integer(self, name: str, default: int, *, low: int, high: int | None = None) -> int:
+    def integer(self, name: str, default: int, *, low: int | None, high: int | None = None) -> int:
         raw = self.optional(name)
         if raw is None:
             return default
@@ -153,12 +182,13 @@ class _Reader:
             value = int(raw)
         except ValueError:
             raise SettingsError(f"{name} must be an integer, got {raw!r}") from None
-        if value < low or (high is not None and value > high):
-            bound = f"between {low} and {high}" if high is not None else f"at least {low}"
-            raise SettingsError(f"{name} must be {bound}, got {value}")
+        if (low is not None and value < low) or (high is not None and value > high):
+            raise SettingsError(f"{name} must be {_bound(low, high)}, got {value}")
         return value
 
-    def number(self, name: str, default: float, *, low: float, high: float | None = None) -> float:
+    def number(
+        self, name: str, default: float, *, low: float | None, high: float | None = None
+    ) -> float:
         raw = self.optional(name)
         if raw is None:
             return default
@@ -166,9 +196,12 @@ class _Reader:
             value = float(raw)
         except ValueError:
             raise SettingsError(f"{name} must be a number, got {raw!r}") from None
-        if value != value or value < low or (high is not None and value > high):
-            bound = f"between {low} and {high}" if high is not None else f"at least {low}"
-            raise SettingsError(f"{name} must be {bound}, got {raw}")
+        if (
+            value != value
+            or (low is not None and value < low)
+            or (high is not None and value > high)
+        ):
+            raise SettingsError(f"{name} must be {_bound(low, high)}, got {raw}")
         return value
 
     def boolean(self, name: str, default: bool) -> bool:
@@ -191,8 +224,11 @@ class _Reader:
             raise SettingsError(f"{name} must be one of {', '.join(allowed)}, got {raw!r}")
         return value
 
-    def database_url(self, name: str, default: str) -> str:
-        url = self.optional(name) or default
+    # readers for what the type alone does not say -----------------------------------------
+
+    def database_url(self, s: Setting) -> str:
+        name = s.env
+        url = self.optional(name) or str(s.default)
         scheme = urlsplit(url).scheme
         if scheme not in ("sqlite", "postgres", "postgresql"):
             raise SettingsError(
@@ -206,8 +242,19 @@ class _Reader:
                 )
         return url
 
-    def networks(self, name: str) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
-        raw = self.optional(name)
+    def redis_url(self, s: Setting) -> str | None:
+        url = self.optional(s.env)
+        if url is not None and not url.startswith(("redis://", "rediss://", "unix://")):
+            raise SettingsError(f"{s.env} must start with redis://, rediss:// or unix://")
+        if url is not None and str(self.value("database_url")).startswith("sqlite"):
+            raise SettingsError(
+                f"{s.env} is set but DATABASE_URL is SQLite: several processes need a shared "
+                "database; set DATABASE_URL=postgresql://..."
+            )
+        return url
+
+    def networks(self, s: Setting) -> tuple[Network, ...]:
+        raw = self.optional(s.env)
         if raw is None:
             return ()
         try:
@@ -217,27 +264,37 @@ class _Reader:
                 if item.strip()
             )
         except ValueError as exc:
-            raise SettingsError(f"{name} must list IP addresses or CIDR ranges: {exc}") from None
+            raise SettingsError(f"{s.env} must list IP addresses or CIDR ranges: {exc}") from None
 
-    def optional_secret(self, name: str) -> str | None:
-        value = self.optional(name)
+    def optional_secret(self, s: Setting) -> str | None:
+        value = self.optional(s.env)
         if value is not None and len(value.encode()) < 32:
-            raise SettingsError(f"{name} must be at least 32 bytes long (HS256 key size)")
+            raise SettingsError(f"{s.env} must be at least 32 bytes long (HS256 key size)")
         return value
 
-    def agent_jwt(self) -> tuple[str, str | None]:
+    def jwt_algorithm(self, s: Setting) -> str:
+        return self.agent_jwt(str(s.default))[0]
+
+    def jwt_public_key(self, s: Setting) -> str | None:
+        return self.agent_jwt(str(_BY_ATTR["agent_jwt_algorithm"].default))[1]
+
+    def agent_jwt(self, symmetric: str) -> tuple[str, str | None]:
         """(AGENT_JWT_ALGORITHM, AGENT_JWT_PUBLIC_KEY), checked against each other."""
+        if self._jwt is not None:
+            return self._jwt
         key = self.optional("AGENT_JWT_PUBLIC_KEY")
         if key is not None and key.startswith("@"):
             try:
                 key = Path(key[1:]).read_text()
             except OSError as exc:
                 raise SettingsError(f"AGENT_JWT_PUBLIC_KEY: cannot read {key[1:]}: {exc}") from None
-        default = "HS256" if key is None else "RS256"
+        default = symmetric if key is None else "RS256"
         algorithm = self.text("AGENT_JWT_ALGORITHM", default).upper()
         asymmetric = ("RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384")
-        if key is None and algorithm != "HS256":
-            raise SettingsError("AGENT_JWT_ALGORITHM other than HS256 needs AGENT_JWT_PUBLIC_KEY")
+        if key is None and algorithm != symmetric:
+            raise SettingsError(
+                f"AGENT_JWT_ALGORITHM other than {symmetric} needs AGENT_JWT_PUBLIC_KEY"
+            )
         if key is not None and algorithm not in asymmetric:
             raise SettingsError(
                 "AGENT_JWT_ALGORITHM must be an asymmetric algorithm (RS256, ES256, ...) "
@@ -245,9 +302,11 @@ class _Reader:
             )
         if key is not None and "PUBLIC KEY" not in key:
             raise SettingsError("AGENT_JWT_PUBLIC_KEY must be a PEM public key (or @path to one)")
-        return algorithm, key
+        self._jwt = algorithm, key
+        return self._jwt
 
-    def origins(self, name: str) -> tuple[str, ...] | None:
+    def origins(self, s: Setting) -> tuple[str, ...] | None:
+        name = s.env
         raw = self.optional(name)
         if raw is None:
             return None
@@ -266,13 +325,333 @@ class _Reader:
             raise SettingsError(f"{name}: '*' cannot be combined with other origins")
         return origins
 
-    def secret(self, name: str, database_url: str) -> tuple[str, str]:
-        value = self.optional(name)
+    def secret(self, s: Setting) -> str:
+        """The secret from `s.env`, else the generated one beside the database."""
+        value = self.optional(s.env)
         if value is not None:
             if len(value.encode()) < 32:
-                raise SettingsError(f"{name} must be at least 32 bytes long (HS256 key size)")
-            return value, "env"
-        return _generated_secret(database_url)
+                raise SettingsError(f"{s.env} must be at least 32 bytes long (HS256 key size)")
+            self.secret_source = "env"
+            return value
+        value, self.secret_source = _generated_secret(str(self.value("database_url")))
+        return value
+
+    def source_of_secret(self) -> str:
+        self.value("secret")
+        return self.secret_source
+
+
+def _bound(low: float | None, high: float | None) -> str:
+    if low is not None and high is not None:
+        return f"between {low} and {high}"
+    return f"at least {low}" if low is not None else f"at most {high}"
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything the service is configured with. Build it with `Settings.from_env()`.
+
+    The fields are in the order of the README's configuration table.
+    """
+
+    port: int = setting(
+        env="PORT", default=8080, low=0, high=65535, doc="port to serve on (`0`: any free port)"
+    )
+    host: str = setting(env="HOST", default="0.0.0.0", doc="address to bind")
+    database_url: str = setting(
+        env="DATABASE_URL",
+        default=f"sqlite:///{DEFAULT_SQLITE_FILE}",
+        read=_Reader.database_url,
+        doc="`sqlite:///relative/path`, `sqlite:////absolute/path`, or "
+        "`postgresql://user:pass@host/db` (`postgres://` and `?sslmode=require` accepted)",
+    )
+    redis_url: str | None = setting(
+        env="REDIS_URL",
+        default=None,
+        read=_Reader.redis_url,
+        shown="unset (single process)",
+        doc="`redis://host:6379/0` (or `rediss://`): broadcast across processes; needs PostgreSQL",
+    )
+    redis_channel: str = setting(
+        env="REDIS_CHANNEL",
+        default="socketsvc",
+        doc="pub/sub channel (lets deployments share a Redis)",
+    )
+    secret: str = setting(
+        env="SOCKETSVC_SECRET",
+        default="",
+        read=_Reader.secret,
+        last=True,
+        secret=True,
+        shown="generated",
+        doc="≥ 32 bytes; signs visitor tokens and HS256 agent JWTs. Unset: a random secret is kept "
+        f"in a 0600 file `{SECRET_FILE}` beside the SQLite database and a warning is logged; "
+        "production must set it",
+    )
+    secret_source: str = derived(default="env", read=_Reader.source_of_secret)
+    """`env` when SOCKETSVC_SECRET was set, else the path of the generated secret file."""
+    allowed_origins: tuple[str, ...] | None = setting(
+        env="ALLOWED_ORIGINS",
+        default=None,
+        read=_Reader.origins,
+        shown="same origin only",
+        doc="comma-separated exact origins (`https://www.example.com`) allowed to connect from "
+        "browsers, or `*` (logged as a warning)",
+    )
+    """None: same origin only; ("*",): any origin; else the exact origins allowed."""
+    max_text_length: int = setting(
+        env="MAX_TEXT_LENGTH",
+        default=4000,
+        low=1,
+        high=16000,
+        doc="characters per message after trimming",
+    )
+    visitor_token_ttl: int = setting(
+        env="VISITOR_TOKEN_TTL",
+        default=30 * 24 * 3600,
+        low=60,
+        shown="`2592000` (30 days)",
+        doc="seconds a visitor token stays valid (re-issued on every connect)",
+    )
+    identity_secret: str | None = setting(
+        env="IDENTITY_SECRET",
+        default=None,
+        read=_Reader.optional_secret,
+        secret=True,
+        doc="≥ 32 bytes; lets the host site vouch for its logged-in user "
+        "(`auth: {identity: JWT}`) so their history follows them across devices",
+    )
+    agent_jwt_algorithm: str = setting(
+        env="AGENT_JWT_ALGORITHM",
+        default="HS256",
+        read=_Reader.jwt_algorithm,
+        shown="`HS256` (`RS256` with a key)",
+        doc="algorithm agent JWTs must use",
+    )
+    agent_jwt_public_key: str | None = setting(
+        env="AGENT_JWT_PUBLIC_KEY",
+        default=None,
+        read=_Reader.jwt_public_key,
+        doc="PEM public key (or `@/path/to/key.pem`) to verify RS256/ES256 agent JWTs instead of "
+        "the secret",
+    )
+    agent_jwt_issuer: str | None = setting(
+        env="AGENT_JWT_ISSUER", default=None, doc="required `iss` / `aud` of agent JWTs"
+    )
+    agent_jwt_audience: str | None = setting(
+        env="AGENT_JWT_AUDIENCE", default=None, row="AGENT_JWT_ISSUER"
+    )
+    agent_grace_seconds: float = setting(
+        env="AGENT_GRACE_SECONDS",
+        default=60.0,
+        low=0.0,
+        doc="how long an agent may be fully disconnected before its conversations return to the "
+        "queue",
+    )
+    bot: str = setting(
+        env="BOT",
+        default="kb",
+        doc="`kb` (knowledge-base bot), `echo`, or `package.module:factory`",
+    )
+    bot_kb_path: str | None = setting(
+        env="BOT_KB_PATH",
+        default=None,
+        shown="packaged file",
+        doc="knowledge-base JSON for the `kb` bot ([format](docs/bot-knowledge-base.md))",
+    )
+    bot_delay: float = setting(
+        env="BOT_DELAY",
+        default=0.0,
+        low=0.0,
+        high=60.0,
+        doc='seconds the bot "thinks" before answering (demos, tests)',
+    )
+    message_rate: float = setting(
+        env="MESSAGE_RATE",
+        default=2.0,
+        low=0.01,
+        doc="per-connection message budget (token bucket): 30 messages in a row pass (a person "
+        "writing fast, or 30 lines sent one by one), then 2 a second (120 a minute, beyond any "
+        "person); over it: `rate_limited` with `retry_after_ms`, and 30 refusals in a row "
+        "disconnect (a flooder)",
+    )
+    message_burst: float = setting(env="MESSAGE_BURST", default=30.0, low=1.0, row="MESSAGE_RATE")
+    connect_rate: int = setting(
+        env="CONNECT_RATE", default=60, low=1, doc="connection attempts per minute per client IP"
+    )
+    max_connections_per_ip: int = setting(
+        env="MAX_CONNECTIONS_PER_IP",
+        default=100,
+        low=1,
+        doc="open connections per client IP per process",
+    )
+    max_connections: int = setting(
+        env="MAX_CONNECTIONS",
+        default=20000,
+        low=1,
+        doc="open connections per process (then `unavailable`)",
+    )
+    trusted_proxies: tuple[Network, ...] = setting(
+        env="TRUSTED_PROXIES",
+        default=(),
+        read=_Reader.networks,
+        doc="CIDRs whose `X-Forwarded-For` is believed for the client IP",
+    )
+    ping_interval: float = setting(
+        env="PING_INTERVAL",
+        default=25.0,
+        low=1.0,
+        high=29.0,
+        doc="Engine.IO heartbeat seconds (interval must stay under 30 for Heroku)",
+    )
+    ping_timeout: float = setting(
+        env="PING_TIMEOUT", default=20.0, low=1.0, high=120.0, row="PING_INTERVAL"
+    )
+    commit_delay: float = setting(
+        env="COMMIT_DELAY",
+        default=DEFAULT_COMMIT_DELAY,
+        low=0.0,
+        high=0.1,
+        doc="seconds between group commits while the process is busy (60 % of a core or more), "
+        "so that more messages share one commit and its fsync; an idle process commits at once "
+        "([operations](docs/operations.md#processes-and-state)); `0`: never wait",
+    )
+    sqlite_busy_timeout: float = setting(
+        env="SQLITE_BUSY_TIMEOUT",
+        default=30.0,
+        low=0.0,
+        high=600.0,
+        doc="SQLite only: seconds a write waits for a lock another process holds (a backup, an "
+        "operator's `sqlite3` shell) before the service answers `unavailable` "
+        "([outages](docs/operations.md))",
+    )
+    """Seconds a SQLite write waits for another process's lock before `unavailable`."""
+    gc_freeze_interval: float = setting(
+        env="GC_FREEZE_INTERVAL",
+        default=1.0,
+        low=0.0,
+        high=3600.0,
+        doc="seconds between the garbage collector's freeze steps: objects created since the last "
+        "step are collected and the survivors frozen, so full collections no longer scan the held "
+        "connections ([operations](docs/operations.md#garbage-collection)); `0`: CPython's "
+        "default collector",
+    )
+    """Seconds between GC freeze steps (socketsvc.runtime.gcpolicy); 0: CPython's default
+    collector."""
+    gc_full_growth: float = setting(
+        env="GC_FULL_GROWTH",
+        default=25.0,
+        low=1.0,
+        high=1000.0,
+        doc="% growth of the interpreter's memory blocks since the last full collection that "
+        "triggers the next one (unfreeze and collect everything: ~1-1.5 s at 10,000 connections); "
+        "bounds the memory that closed connections' frozen garbage can hold (at least 250,000 "
+        "blocks of growth, some 20 MB, so that a small process does not collect every few "
+        "seconds while it warms up)",
+    )
+    """Growth of the memory blocks since the last full collection, in %, that triggers the next."""
+    log_level: str = setting(
+        env="LOG_LEVEL",
+        default="INFO",
+        choices=("DEBUG", "INFO", "WARNING", "ERROR"),
+        doc="`DEBUG`, `INFO`, `WARNING`, `ERROR`",
+    )
+    log_format: str = setting(
+        env="LOG_FORMAT",
+        default="text",
+        choices=("text", "json"),
+        doc="`json`: one JSON object per line, with `conversation_id` where there is one",
+    )
+    dev_mode: bool = setting(
+        env="DEV_MODE",
+        default=False,
+        doc="enables `POST /dev/agent-token` (the console's dev sign-in button); never in "
+        "production",
+    )
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.database_url.startswith("sqlite")
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        """Read the settings from `env` (default: `os.environ`)."""
+        reader = _Reader(os.environ if env is None else env)
+        for attr in (*(s.attr for s in SETTINGS if not s.last), *_BY_ATTR, *_DERIVED_READERS):
+            reader.value(attr)
+        return cls(**reader.values)
+
+
+def _declared(cls: type[Any]) -> tuple[Setting, ...]:
+    """Every `setting(...)` of `cls`, completed with its field's name, type and default.
+
+    Refuses (at import) a field declared with neither `setting` nor `derived`, a type no reader
+    reads, a row shared with no earlier setting, and a variable declared twice.
+    """
+    hints = typing.get_type_hints(cls)
+    plain_types: tuple[Any, ...] = (bool, int, float, str, str | None)
+    declared: list[Setting] = []
+    for f in dataclasses.fields(cls):
+        if _DERIVED in f.metadata:
+            continue
+        if _SETTING not in f.metadata:
+            raise TypeError(f"Settings.{f.name} is declared with neither setting() nor derived()")
+        spec = dataclasses.replace(
+            f.metadata[_SETTING], attr=f.name, type=hints[f.name], default=f.default
+        )
+        if spec.read is None and spec.type not in plain_types:
+            raise TypeError(f"Settings.{f.name}: no reader for {spec.type}; pass read=")
+        if (spec.row is None and not spec.doc) or "|" in spec.doc:
+            raise TypeError(f"Settings.{f.name}: doc must be set and hold no '|'")
+        if spec.row is not None and spec.row not in {s.env for s in declared if s.row is None}:
+            raise TypeError(f"Settings.{f.name}: row {spec.row} is no earlier setting's")
+        if spec.env in {s.env for s in declared}:
+            raise TypeError(f"Settings.{f.name}: {spec.env} is declared twice")
+        declared.append(spec)
+    return tuple(declared)
+
+
+SETTINGS = _declared(Settings)
+"""Every setting, in the order of the README's table."""
+_BY_ATTR = {s.attr: s for s in SETTINGS}
+_DERIVED_READERS: dict[str, Callable[[_Reader], Any]] = {
+    f.name: f.metadata[_DERIVED] for f in dataclasses.fields(Settings) if _DERIVED in f.metadata
+}
+
+
+def markdown_table() -> str:
+    """The README's configuration table (between its settings markers), from `SETTINGS`."""
+    lines = [
+        "<!-- generated from socketsvc/settings.py by `socketsvc settings --markdown` -->",
+        "",
+        "| variable | default | meaning |",
+        "| --- | --- | --- |",
+    ]
+    for first in (s for s in SETTINGS if s.row is None):
+        row = [first, *(s for s in SETTINGS if s.row == first.env)]
+        defaults = list(dict.fromkeys(s.shown_default() for s in row))
+        names = " / ".join(f"`{s.env}`" for s in row)
+        lines.append(f"| {names} | {' / '.join(defaults)} | {first.doc} |")
+    return "\n".join(lines) + "\n"
+
+
+def plain_list() -> str:
+    """One line per variable: its default and the values it accepts (for `--help`)."""
+    width = max(len(s.env) for s in SETTINGS) + 2
+    lines = []
+    for s in SETTINGS:
+        default = s.shown_default().replace("`", "")
+        accepted = s.accepted()
+        lines.append(f"  {s.env:<{width}}{default}" + (f"; {accepted}" if accepted else ""))
+    return "\n".join(lines) + "\n"
+
+
+def readme_table(readme: str) -> str:
+    """What `readme` holds between the settings markers ("" without them)."""
+    start, end = readme.find(TABLE_START), readme.find(TABLE_END)
+    if start < 0 or end < start:
+        return ""
+    return readme[start + len(TABLE_START) : end].strip("\n") + "\n"
 
 
 def sqlite_path(database_url: str) -> Path:

@@ -13,43 +13,10 @@ from socketsvc import __version__
 from socketsvc.cli import main
 from socketsvc.domain.errors import Unauthorized
 from socketsvc.domain.tokens import AgentIdentity, TokenService
-from socketsvc.settings import SECRET_FILE
+from socketsvc.settings import SECRET_FILE, SETTINGS, markdown_table, plain_list
 
 SECRET = "cli-test-secret-0123456789abcdef-0000"
-SETTINGS_VARS = (
-    "PORT",
-    "HOST",
-    "DATABASE_URL",
-    "REDIS_URL",
-    "SOCKETSVC_SECRET",
-    "ALLOWED_ORIGINS",
-    "MAX_TEXT_LENGTH",
-    "VISITOR_TOKEN_TTL",
-    "BOT",
-    "BOT_KB_PATH",
-    "BOT_DELAY",
-    "PING_INTERVAL",
-    "PING_TIMEOUT",
-    "LOG_LEVEL",
-    "LOG_FORMAT",
-    "AGENT_GRACE_SECONDS",
-    "DEV_MODE",
-    "AGENT_JWT_ALGORITHM",
-    "AGENT_JWT_AUDIENCE",
-    "AGENT_JWT_ISSUER",
-    "AGENT_JWT_PUBLIC_KEY",
-    "IDENTITY_SECRET",
-    "CONNECT_RATE",
-    "MAX_CONNECTIONS",
-    "MAX_CONNECTIONS_PER_IP",
-    "MESSAGE_BURST",
-    "MESSAGE_RATE",
-    "REDIS_CHANNEL",
-    "TRUSTED_PROXIES",
-    "COMMIT_DELAY",
-    "GC_FREEZE_INTERVAL",
-    "GC_FULL_GROWTH",
-)
+SETTINGS_VARS = tuple(s.env for s in SETTINGS)
 
 
 def run(tmp_path: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
@@ -85,6 +52,30 @@ def test_help_describes_the_commands_and_the_environment(tmp_path: Path) -> None
     assert "serve" in out
     assert "token" in out
     assert "/chat" in out and "/agent" in out
+
+
+def test_help_lists_every_setting_with_its_default(tmp_path: Path) -> None:
+    done = run(tmp_path, "--help")
+    assert done.returncode == 0, done.stderr
+    listed = done.stdout.split("environment variables (default; accepted values):\n")[1]
+    listed = listed.split("\n\n")[0] + "\n"
+    assert [line.split()[0] for line in listed.splitlines()] == list(SETTINGS_VARS)
+    assert "  PORT                    8080; 0 to 65535\n" in listed
+    assert "  LOG_LEVEL               INFO; DEBUG, INFO, WARNING, ERROR\n" in listed
+    assert "  MESSAGE_BURST           30; at least 1\n" in listed
+    assert "(default 0.0.0.0:8080)" in done.stdout
+
+
+def test_settings_prints_the_declarations_without_reading_them(tmp_path: Path) -> None:
+    markdown = run(tmp_path, "settings", "--markdown", PORT="abc")
+    assert markdown.returncode == 0, markdown.stderr
+    assert markdown.stdout == markdown_table()
+    assert markdown.stdout.count("\n| `") == 30
+    plain = run(tmp_path, "settings", PORT="abc")
+    assert plain.returncode == 0, plain.stderr
+    assert plain.stdout == plain_list()
+    assert "VISITOR_TOKEN_TTL       2592000 (30 days); at least 60" in plain.stdout
+    assert not (tmp_path / SECRET_FILE).exists()
 
 
 def test_top_level_help_mentions_token_agent(tmp_path: Path) -> None:

@@ -1,14 +1,29 @@
-"""`Settings.from_env`: defaults, every variable parsed, bad values refused by name, the secret."""
+"""`Settings.from_env`: defaults, every variable parsed, bad values refused by name, the secret;
+the declarations and the README's table generated from them."""
 
 from __future__ import annotations
 
 import os
+import re
 import stat
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-from socketsvc.settings import SECRET_FILE, Settings, SettingsError
+from socketsvc.settings import (
+    SECRET_FILE,
+    SETTINGS,
+    TABLE_START,
+    Setting,
+    Settings,
+    SettingsError,
+    _declared,
+    markdown_table,
+    readme_table,
+    setting,
+)
 
 SECRET = "s" * 40
 
@@ -287,3 +302,146 @@ def test_unusable_secret_file_is_refused(tmp_path: Path, content: str) -> None:
     with pytest.raises(SettingsError, match="SOCKETSVC_SECRET") as raised:
         Settings.from_env({"DATABASE_URL": f"sqlite:///{tmp_path}/x.sqlite3"})
     assert str(tmp_path / SECRET_FILE) in str(raised.value)
+
+
+# declarations and the README -------------------------------------------------------------
+
+README = Path(__file__).resolve().parents[3] / "README.md"
+
+
+def test_readme_table_is_the_generated_one() -> None:
+    assert readme_table(README.read_text()) == markdown_table(), (
+        "README.md's configuration table differs from the declarations in socketsvc/settings.py: "
+        "paste the output of `socketsvc settings --markdown` between its settings markers"
+    )
+
+
+def test_readme_rows_and_declarations_name_the_same_variables() -> None:
+    table = readme_table(README.read_text())
+    rows = [line.split("|")[1] for line in table.splitlines() if line.startswith("| `")]
+    in_readme = [name for row in rows for name in re.findall(r"`([A-Z_]+)`", row)]
+    assert sorted(in_readme) == sorted(s.env for s in SETTINGS)
+    assert len(SETTINGS) == len({s.env for s in SETTINGS}) == 33
+
+
+@pytest.mark.parametrize(
+    "edit",
+    [
+        lambda t: t.replace("| `8080` |", "| `8081` |"),
+        lambda t: t.replace("address to bind", "address to listen on"),
+        lambda t: "\n".join(line for line in t.splitlines() if "`DEV_MODE`" not in line),
+        lambda t: t.replace(TABLE_START, ""),
+    ],
+    ids=["default", "doc", "row-missing", "no-markers"],
+)
+def test_an_edited_readme_table_is_told_apart(edit: Callable[[str], str]) -> None:
+    readme = README.read_text()
+    assert readme_table(readme) == markdown_table()
+    assert readme_table(edit(readme)) != markdown_table()
+
+
+def test_defaults_read_from_an_empty_environment_are_the_declared_ones() -> None:
+    settings = read()
+    declared = Settings(secret=SECRET)
+    assert settings == declared
+    for s in SETTINGS:
+        if s.env != "SOCKETSVC_SECRET":
+            assert getattr(settings, s.attr) == s.default == getattr(Settings, s.attr)
+
+
+def test_the_table_shows_each_declared_default() -> None:
+    table = markdown_table()
+    assert "| `MESSAGE_RATE` / `MESSAGE_BURST` | `2` / `30` |" in table
+    assert "| `PING_INTERVAL` / `PING_TIMEOUT` | `25` / `20` |" in table
+    assert "| `AGENT_JWT_ISSUER` / `AGENT_JWT_AUDIENCE` | unset |" in table
+    assert "| `COMMIT_DELAY` | `0.002` |" in table
+    assert "| `DEV_MODE` | `false` |" in table
+
+
+def _ranged() -> list[Setting]:
+    return [s for s in SETTINGS if s.low is not None or s.high is not None]
+
+
+@pytest.mark.parametrize("declared", _ranged(), ids=lambda s: s.env)
+def test_each_declared_range_is_kept(declared: Setting) -> None:
+    step = 1 if declared.type is int else 0.001
+    for bound, outside in ((declared.low, -step), (declared.high, step)):
+        if bound is None:
+            continue
+        at = read(DATABASE_URL="postgresql://db/chat", **{declared.env: str(bound)})
+        assert getattr(at, declared.attr) == bound
+        with pytest.raises(SettingsError, match=declared.env):
+            read(DATABASE_URL="postgresql://db/chat", **{declared.env: str(bound + outside)})
+
+
+def test_ranges_and_choices_are_declared() -> None:
+    """The ranges as they were before the declarations (a change here is a change of behaviour)."""
+    assert {s.env: (s.type, s.low, s.high) for s in _ranged()} == {
+        "PORT": (int, 0, 65535),
+        "MAX_TEXT_LENGTH": (int, 1, 16000),
+        "VISITOR_TOKEN_TTL": (int, 60, None),
+        "AGENT_GRACE_SECONDS": (float, 0.0, None),
+        "BOT_DELAY": (float, 0.0, 60.0),
+        "MESSAGE_RATE": (float, 0.01, None),
+        "MESSAGE_BURST": (float, 1.0, None),
+        "CONNECT_RATE": (int, 1, None),
+        "MAX_CONNECTIONS_PER_IP": (int, 1, None),
+        "MAX_CONNECTIONS": (int, 1, None),
+        "PING_INTERVAL": (float, 1.0, 29.0),
+        "PING_TIMEOUT": (float, 1.0, 120.0),
+        "COMMIT_DELAY": (float, 0.0, 0.1),
+        "SQLITE_BUSY_TIMEOUT": (float, 0.0, 600.0),
+        "GC_FREEZE_INTERVAL": (float, 0.0, 3600.0),
+        "GC_FULL_GROWTH": (float, 1.0, 1000.0),
+    }
+    by_env = {s.env: s for s in SETTINGS}
+    assert by_env["LOG_LEVEL"].choices == ("DEBUG", "INFO", "WARNING", "ERROR")
+    assert by_env["LOG_FORMAT"].choices == ("text", "json")
+    assert by_env["SOCKETSVC_SECRET"].attr == "secret"
+
+
+def test_secret_file_is_not_written_when_another_setting_is_bad(in_tmp: Path) -> None:
+    with pytest.raises(SettingsError, match="MAX_TEXT_LENGTH"):
+        Settings.from_env({"MAX_TEXT_LENGTH": "0"})
+    assert not (in_tmp / SECRET_FILE).exists()
+
+
+def test_malformed_declarations_are_refused_at_import() -> None:
+    @dataclass(frozen=True)
+    class Undeclared:
+        port: int = 8080
+
+    @dataclass(frozen=True)
+    class PipeInDoc:
+        port: int = setting(env="PORT", default=8080, doc="a | b")
+
+    @dataclass(frozen=True)
+    class NoDoc:
+        port: int = setting(env="PORT", default=8080)
+
+    @dataclass(frozen=True)
+    class RowOfNothing:
+        port: int = setting(env="PORT", default=8080, row="HOST")
+
+    @dataclass(frozen=True)
+    class Twice:
+        port: int = setting(env="PORT", default=8080, doc="port")
+        other: int = setting(env="PORT", default=8080, doc="port")
+
+    @dataclass(frozen=True)
+    class NoReader:
+        proxies: tuple[str, ...] = setting(env="PROXIES", default=(), doc="proxies")
+
+    for cls in (Undeclared, PipeInDoc, NoDoc, RowOfNothing, Twice, NoReader):
+        with pytest.raises(TypeError):
+            _declared(cls)
+
+    @dataclass(frozen=True)
+    class Fine:
+        port: int = setting(env="PORT", default=8080, doc="port")
+        other: float = setting(env="OTHER", default=1.0, row="PORT")
+
+    assert [(s.env, s.attr, s.type, s.default) for s in _declared(Fine)] == [
+        ("PORT", "port", int, 8080),
+        ("OTHER", "other", float, 1.0),
+    ]
