@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 from typing import Any
 
@@ -9,6 +10,7 @@ from socketsvc.namespaces.base import Connection, Namespace
 
 from socketsvc.domain.errors import ServiceError, Unauthorized, Unavailable
 from socketsvc.domain.models import Role, Sender
+from socketsvc.domain.routing import require_assigned
 from socketsvc.domain.tokens import AgentIdentity
 from socketsvc.runtime import metrics
 from socketsvc.services import Services
@@ -103,9 +105,11 @@ class AgentNamespace(Namespace):
     async def on_sync(self, sid: str, *args: Any) -> dict[str, Any]:
         data = schemas.load(self.sync_schema, args)
         agent = await self._who(sid)
-        await self.services.routing.conversation_for(agent, data["conversation_id"])
         result = await self.services.conversations.sync(
-            data["conversation_id"], data["after_seq"], data["limit"]
+            data["conversation_id"],
+            data["after_seq"],
+            data["limit"],
+            allowed=functools.partial(require_assigned, agent),
         )
         return result.to_dict()
 

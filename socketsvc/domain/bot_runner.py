@@ -7,7 +7,7 @@ import logging
 
 from socketsvc.bots.base import Bot, BotContext, BotReply
 from socketsvc.domain.conversations import ConversationService, bot_sender
-from socketsvc.domain.models import Append, Conversation, Message, Role, Sender, State
+from socketsvc.domain.models import Append, Conversation, Message, Sender, State
 from socketsvc.domain.ports import ConversationStore
 from socketsvc.domain.routing import RoutingService
 from socketsvc.runtime import metrics
@@ -132,7 +132,6 @@ class BotRunner:
             return None
         assert appended.conversation is not None
         self._after_reply[conversation.id] = appended.conversation
-        metrics.stored(Role.BOT.value).inc()
         if not reply.matched:
             metrics.BOT_FALLBACKS.inc()
         return appended

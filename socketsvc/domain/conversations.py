@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from socketsvc.bots.base import Bot, BotContext
+from socketsvc.domain import payloads
 from socketsvc.domain.errors import Forbidden, Invalid, NotFound
 from socketsvc.domain.models import (
     Conversation,
@@ -144,7 +145,6 @@ class ConversationService:
             )
             conversation = created.conversation
             greeting = created.messages[0]
-            metrics.stored(Role.BOT.value).inc()
             metrics.CONVERSATIONS_STARTED.inc()
             # A conversation created just now has no agent, queue position or read marks.
             context = ConversationContext(None, None, [])
@@ -160,14 +160,12 @@ class ConversationService:
         )
 
     async def context(self, conversation: Conversation) -> ConversationContext:
-        agent = None
-        if conversation.state == State.ASSIGNED and conversation.agent_id:
-            agent = {"id": conversation.agent_id, "name": conversation.agent_name}
+        agent = payloads.agent_ref(conversation) if conversation.state == State.ASSIGNED else None
         marks = await self.store.read_marks(conversation.id)
         return ConversationContext(
             agent,
             await self.store.queue_position(conversation),
-            [{"reader": {"role": role, "id": reader}, "seq": seq} for role, reader, seq in marks],
+            [payloads.read_mark(role, reader, seq) for role, reader, seq in marks],
         )
 
     async def conversation_of(self, visitor_id: str, conversation_id: str) -> Conversation:
@@ -195,7 +193,6 @@ class ConversationService:
         if not appended.created:
             metrics.DUPLICATES.inc()
             return appended.message
-        metrics.stored(Role.VISITOR.value).inc()
         conversation = appended.conversation
         assert conversation is not None
         await self.publish(conversation, appended.message)
@@ -215,7 +212,6 @@ class ConversationService:
                 raise NotFound("no such conversation")
             raise Forbidden("this conversation is not assigned to you")
         if appended.created:
-            metrics.stored(Role.AGENT.value).inc()
             assert appended.conversation is not None
             await self.publish(appended.conversation, appended.message)
         else:
@@ -252,20 +248,28 @@ class ConversationService:
                 conversation.id,
                 conversation.agent_id,
                 "read",
-                {
-                    "conversation_id": conversation.id,
-                    "reader": {"role": reader.role.value, "id": reader.id},
-                    "seq": seq,
-                },
+                payloads.read_event(conversation.id, reader.role.value, reader.id, seq),
             )
         return stored
 
-    async def sync(self, conversation_id: str, after_seq: int, limit: int) -> SyncResult:
-        """Messages after `after_seq`, with the state and last seq read after them."""
+    async def sync(
+        self,
+        conversation_id: str,
+        after_seq: int,
+        limit: int,
+        allowed: Callable[[Conversation], None] | None = None,
+    ) -> SyncResult:
+        """Messages after `after_seq`, with the state and last seq read after them.
+
+        `allowed` raises if the asker may not read the conversation as it is then (checked on
+        that one read of the conversation; the messages read before are dropped).
+        """
         found = await self.store.messages_after(conversation_id, after_seq, limit)
         conversation = await self.store.get_conversation(conversation_id)
         if conversation is None:
             raise NotFound("no such conversation")
+        if allowed is not None:
+            allowed(conversation)
         return SyncResult(
             found, conversation.state, conversation.last_seq, await self.context(conversation)
         )
@@ -283,18 +287,5 @@ class ConversationService:
             conversation.id,
             conversation.agent_id,
             "state",
-            state_payload(conversation, queue_position),
+            payloads.state(conversation, queue_position),
         )
-
-
-def state_payload(conversation: Conversation, queue_position: int | None = None) -> dict[str, Any]:
-    """The `state` event: state, the agent when assigned, the queue position when queued."""
-    payload: dict[str, Any] = {
-        "conversation_id": conversation.id,
-        "state": conversation.state.value,
-    }
-    if conversation.state == State.ASSIGNED and conversation.agent_id:
-        payload["agent"] = {"id": conversation.agent_id, "name": conversation.agent_name}
-    if conversation.state == State.QUEUED and queue_position is not None:
-        payload["queue_position"] = queue_position
-    return payload

@@ -11,9 +11,10 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
+from socketsvc.domain import payloads
 from socketsvc.domain.conversations import ConversationService
 from socketsvc.domain.errors import Conflict, Forbidden, Invalid, NotFound
-from socketsvc.domain.models import Conversation, Message, Role, State, Transition, iso, utcnow
+from socketsvc.domain.models import Conversation, Message, Role, State, Transition, utcnow
 from socketsvc.domain.ports import Broadcaster, ConversationStore, PresenceRecords
 from socketsvc.domain.tokens import AgentIdentity
 from socketsvc.runtime import metrics
@@ -204,8 +205,7 @@ class RoutingService:
         conversation = await self.store.get_conversation(conversation_id)
         if conversation is None:
             raise NotFound("no such conversation")
-        if conversation.state != State.ASSIGNED or conversation.agent_id != agent.id:
-            raise Forbidden("this conversation is not assigned to you")
+        require_assigned(agent, conversation)
         return conversation
 
     async def snapshot(self, agent_id: str) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
@@ -220,29 +220,15 @@ class RoutingService:
     async def summary(
         self, conversation: Conversation, queue_position: int | None = None
     ) -> dict[str, Any]:
-        """The agent-facing Summary of a conversation."""
-        visitor = await self.store.get_visitor(conversation.visitor_id)
-        data: dict[str, Any] = {
-            "conversation_id": conversation.id,
-            "state": conversation.state.value,
-            "visitor": {
-                "id": conversation.visitor_id,
-                "name": visitor.name if visitor else "Visitor",
-            },
-        }
-        if conversation.agent_id:
-            data["agent"] = {"id": conversation.agent_id, "name": conversation.agent_name}
-        if conversation.state == State.QUEUED and conversation.queued_at is not None:
-            data["waiting_since"] = iso(conversation.queued_at)
-            if queue_position is not None:
-                data["queue_position"] = queue_position
-        last = await self.store.last_message(conversation.id)
-        if last is not None:
-            data["last_message"] = last.to_dict()
-        last_visitor = await self.store.last_message(conversation.id, role=Role.VISITOR)
-        if last_visitor is not None:
-            data["last_visitor_message"] = last_visitor.to_dict()
-        return data
+        """The agent-facing Summary of a conversation (three reads: the visitor's name and the
+        last messages)."""
+        return payloads.summary(
+            conversation,
+            await self.store.get_visitor(conversation.visitor_id),
+            await self.store.last_message(conversation.id),
+            await self.store.last_message(conversation.id, role=Role.VISITOR),
+            queue_position,
+        )
 
     # internals ------------------------------------------------------------------------------
 
@@ -261,7 +247,6 @@ class RoutingService:
 
     async def _publish(self, changed: Transition) -> None:
         for message in changed.messages:
-            metrics.stored(message.sender.role.value).inc()
             await self.conversations.publish(changed.conversation, message)
 
     async def _entered_queue(self, changed: Transition) -> None:
@@ -282,3 +267,9 @@ class RoutingService:
         metrics.QUEUE_LENGTH.set(len(queued))
         for position, waiting in enumerate(queued, start=1):
             await self.conversations.publish_state(waiting, position)
+
+
+def require_assigned(agent: AgentIdentity, conversation: Conversation) -> None:
+    """Raise `forbidden` unless the conversation is assigned to the agent."""
+    if conversation.state != State.ASSIGNED or conversation.agent_id != agent.id:
+        raise Forbidden("this conversation is not assigned to you")

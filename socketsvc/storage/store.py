@@ -217,6 +217,7 @@ class Store:
                 message = new_message(conversation.id, 1, greeting[0], greeting[1], None, now)
                 await conn.execute(messages.insert().values(**_message_row(message)))
                 stored.append(message)
+        _count_stored(stored)
         return Transition(conversation, stored)
 
     async def get_conversation(self, conversation_id: str) -> Conversation | None:
@@ -279,6 +280,7 @@ class Store:
             ]
             if stored:
                 await conn.execute(messages.insert(), [_message_row(m) for m in stored])
+        _count_stored(stored)
         return Transition(conversation, stored)
 
     # named transitions: the ones the domain makes ------------------------------------------
@@ -743,13 +745,22 @@ def _settle_when_durable(
 
 
 def _settle(future: asyncio.Future[Append | None], outcome: Append | Exception | None) -> None:
-    """Resolve a caller's future, unless the caller was cancelled meanwhile."""
+    """Resolve a caller's future, unless the caller was cancelled meanwhile (a message stored
+    for a cancelled caller is stored all the same, and counted)."""
+    if isinstance(outcome, Append) and outcome.created:
+        _count_stored([outcome.message])
     if future.done():
         return
     if isinstance(outcome, Exception):
         future.set_exception(outcome)
     else:
         future.set_result(outcome)
+
+
+def _count_stored(stored: Iterable[Message]) -> None:
+    """`socketsvc_messages_stored_total`, counted where messages are committed: here only."""
+    for message in stored:
+        metrics.stored(message.sender.role.value).inc()
 
 
 def _aware(moment: datetime) -> datetime:
