@@ -22,10 +22,11 @@ from aiohttp import web
 from socketsvc.settings import Settings
 from socketsvc.storage.store import Store
 from tests.support.chat_client import ChatClient
+from tests.support.domain import Domain, open_domain
+from tests.support.tokens import SECRET
 
 ROOT = Path(__file__).resolve().parent.parent
 PG_ADMIN_URL = os.environ.get("TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/test")
-SECRET = "test-secret-0123456789abcdef-0123456789"
 GENEROUS_LIMITS = {
     # Tests open many connections from 127.0.0.1 and send fast; abuse limits are tested
     # on their own with the defaults or tight values.
@@ -80,6 +81,20 @@ async def store(database_url: str) -> AsyncIterator[Store]:
         yield opened
     finally:
         await opened.close()
+
+
+@pytest.fixture
+def sqlite_url(tmp_path: Path) -> str:
+    """A fresh SQLite file (for the unit tests of the domain: no PostgreSQL parameter)."""
+    return f"sqlite:///{tmp_path / 'domain.sqlite3'}"
+
+
+@pytest.fixture
+async def domain(sqlite_url: str) -> AsyncIterator[Domain]:
+    """The domain services over a real SQLite store, publishing into a `RecordingBroadcaster`
+    (`domain.broadcast`); the bot is `EchoBot`. Background work must be over at the end."""
+    async with open_domain(sqlite_url) as built:
+        yield built
 
 
 def make_settings(database_url: str, **overrides: Any) -> Settings:
