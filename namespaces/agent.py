@@ -115,25 +115,22 @@ class AgentNamespace(Namespace):
 
     async def on_transfer(self, sid: str, *args: Any) -> dict[str, Any]:
         data = schemas.load(self.transfer_schema, args)
-        routing = self.services.routing
-        conversation = await routing.transfer(
+        handled = await self.services.routing.transfer(
             await self._who(sid), data["conversation_id"], data["agent_id"]
         )
-        return {"conversation": await routing.summary(conversation)}
+        return {"conversation": handled.summary}
 
     async def on_release(self, sid: str, *args: Any) -> dict[str, Any]:
         data = schemas.load(self.release_schema, args)
-        routing = self.services.routing
-        conversation = await routing.release(
+        handled = await self.services.routing.release(
             await self._who(sid), data["conversation_id"], data["to"]
         )
-        return {"conversation": await routing.summary(conversation)}
+        return {"conversation": handled.summary}
 
     async def on_resolve(self, sid: str, *args: Any) -> dict[str, Any]:
         data = schemas.load(self.resolve_schema, args)
-        routing = self.services.routing
-        conversation = await routing.resolve(await self._who(sid), data["conversation_id"])
-        return {"conversation": await routing.summary(conversation)}
+        handled = await self.services.routing.resolve(await self._who(sid), data["conversation_id"])
+        return {"conversation": handled.summary}
 
     async def on_availability(self, sid: str, *args: Any) -> dict[str, Any]:
         data = schemas.load(self.availability_schema, args)

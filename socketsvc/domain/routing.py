@@ -41,6 +41,14 @@ def queued_text(position: int, agents_online: int) -> str:
 
 
 @dataclass(frozen=True)
+class Handled:
+    """A conversation after an agent's change, and the Summary the agent was sent of it."""
+
+    conversation: Conversation
+    summary: dict[str, Any]
+
+
+@dataclass(frozen=True)
 class Accepted:
     conversation: Conversation
     summary: dict[str, Any]
@@ -116,9 +124,7 @@ class RoutingService:
         history = await self.store.messages_after(conversation_id, 0, HISTORY_LIMIT)
         return Accepted(conversation, await self.summary(conversation), history)
 
-    async def transfer(
-        self, agent: AgentIdentity, conversation_id: str, target_id: str
-    ) -> Conversation:
+    async def transfer(self, agent: AgentIdentity, conversation_id: str, target_id: str) -> Handled:
         """Hand an assigned conversation to another (known) agent."""
         await self.conversation_for(agent, conversation_id)  # yours, before anything else
         if target_id == agent.id:
@@ -139,9 +145,9 @@ class RoutingService:
         summary = await self.summary(conversation)
         await self.broadcaster.to_agent(agent.id, "conversation", summary)
         await self.broadcaster.to_agent(target.id, "conversation", summary)
-        return conversation
+        return Handled(conversation, summary)
 
-    async def release(self, agent: AgentIdentity, conversation_id: str, to: str) -> Conversation:
+    async def release(self, agent: AgentIdentity, conversation_id: str, to: str) -> Handled:
         """Give an assigned conversation back to the queue or to the bot."""
         if to == "queue":
             waiting = await self.store.queue_length()
@@ -151,9 +157,8 @@ class RoutingService:
             changed = await self.store.queue(
                 conversation_id, note, from_states=[State.ASSIGNED], assigned_to=agent.id
             ) or await self._not_mine(agent, conversation_id)
-            await self.broadcaster.to_agent(
-                agent.id, "conversation", await self.summary(changed.conversation)
-            )
+            summary = await self.summary(changed.conversation)
+            await self.broadcaster.to_agent(agent.id, "conversation", summary)
             await self._entered_queue(changed)
         else:
             changed = await self.store.to_bot(
@@ -162,18 +167,17 @@ class RoutingService:
                 from_states=[State.ASSIGNED],
                 assigned_to=agent.id,
             ) or await self._not_mine(agent, conversation_id)
-            await self._left_agent(agent, changed)
-        return changed.conversation
+            summary = await self._left_agent(agent, changed)
+        return Handled(changed.conversation, summary)
 
-    async def resolve(self, agent: AgentIdentity, conversation_id: str) -> Conversation:
+    async def resolve(self, agent: AgentIdentity, conversation_id: str) -> Handled:
         """Close an assigned conversation; a later visitor message reopens it with the bot."""
         changed = await self.store.resolve(
             conversation_id,
             agent.id,
             f"{agent.name} marked this conversation as resolved. Write again any time.",
         ) or await self._not_mine(agent, conversation_id)
-        await self._left_agent(agent, changed)
-        return changed.conversation
+        return Handled(changed.conversation, await self._left_agent(agent, changed))
 
     async def requeue_absent(self, grace: float) -> int:
         """Return the conversations of agents gone for longer than `grace` to the queue."""
@@ -237,13 +241,14 @@ class RoutingService:
         await self.conversation_for(agent, conversation_id)  # raises the right error
         raise Conflict("conversation changed meanwhile")  # pragma: no cover - a race
 
-    async def _left_agent(self, agent: AgentIdentity, changed: Transition) -> None:
-        """Tell the visitor (message, state) and the agent (summary) that the agent let go."""
+    async def _left_agent(self, agent: AgentIdentity, changed: Transition) -> dict[str, Any]:
+        """Tell the visitor (message, state) and the agent (summary) that the agent let go;
+        returns that summary."""
         await self._publish(changed)
         await self.conversations.publish_state(changed.conversation)
-        await self.broadcaster.to_agent(
-            agent.id, "conversation", await self.summary(changed.conversation)
-        )
+        summary = await self.summary(changed.conversation)
+        await self.broadcaster.to_agent(agent.id, "conversation", summary)
+        return summary
 
     async def _publish(self, changed: Transition) -> None:
         for message in changed.messages:

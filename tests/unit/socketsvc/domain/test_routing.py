@@ -199,7 +199,7 @@ async def test_transfer_to_a_known_agent_moves_the_conversation_and_tells_both(d
     await domain.routing.accept(alice, cid)
     domain.broadcast.clear()
 
-    moved = await domain.routing.transfer(alice, cid, "bob")
+    moved = (await domain.routing.transfer(alice, cid, "bob")).conversation
     assert moved.state == State.ASSIGNED and moved.agent_id == "bob" and moved.agent_name == "Bob"
     [note] = [p for p in domain.broadcast.published if p.event == "message"]
     assert note.target == room(cid) and note.agent_id == "bob"
@@ -256,7 +256,7 @@ async def test_release_to_the_queue_puts_it_back_for_every_agent(domain: Domain)
     await domain.routing.accept(alice, cid)
     domain.broadcast.clear()
 
-    released = await domain.routing.release(alice, cid, to="queue")
+    released = (await domain.routing.release(alice, cid, to="queue")).conversation
     assert released.state == State.QUEUED and released.agent_id is None
     [note] = domain.broadcast.to(room(cid), "message")
     assert note["text"].startswith("Alice returned this chat to the queue. ")
@@ -281,7 +281,7 @@ async def test_release_to_the_bot_lets_the_bot_answer_again(domain: Domain):
     await domain.routing.accept(alice, cid)
     domain.broadcast.clear()
 
-    released = await domain.routing.release(alice, cid, to="bot")
+    released = (await domain.routing.release(alice, cid, to="bot")).conversation
     assert released.state == State.BOT and released.agent_id is None
     assert texts(domain.broadcast.to(room(cid), "message")) == [
         "Alice handed this chat back to the bot."
@@ -305,7 +305,7 @@ async def test_resolve_closes_for_the_agent_and_a_new_visitor_message_reopens_wi
     await domain.routing.accept(alice, cid)
     domain.broadcast.clear()
 
-    resolved = await domain.routing.resolve(alice, cid)
+    resolved = (await domain.routing.resolve(alice, cid)).conversation
     assert resolved.state == State.RESOLVED and resolved.agent_id is None
     assert texts(domain.broadcast.to(room(cid), "message")) == [
         "Alice marked this conversation as resolved. Write again any time."
