@@ -97,6 +97,7 @@ async def test_postgres_refusing_connections_is_answered_unavailable_and_logged_
 
 
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+@pytest.mark.slow  # about 15 s each, a subprocess and a 3 s lock
 @pytest.mark.parametrize(
     "busy_timeout",
     [

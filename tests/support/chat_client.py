@@ -64,6 +64,14 @@ class ChatClient:
         ack: dict[str, Any] = await self.call("message", {"client_id": client_id, "text": text})
         return ack
 
+    async def barrier(self) -> None:
+        """One round trip on this connection: every event the server sent it before this call
+        has arrived when it returns (a socket delivers in order). For checking that something
+        did *not* happen, instead of sleeping."""
+        assert self.namespace == "/chat", "a barrier needs an event every client may call"
+        ack = await self.call("sync", {"after_seq": 0, "limit": 1})
+        assert ack["ok"] is True, ack
+
     def of(self, name: str) -> list[Any]:
         return [data for event, data in self.events if event == name]
 

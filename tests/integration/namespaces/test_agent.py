@@ -13,8 +13,7 @@ import socketio
 from socketsvc.domain.tokens import TokenService
 from tests.conftest import SECRET, AppServer
 from tests.support.chat_client import ChatClient
-
-TOKENS = TokenService(SECRET, 3600)
+from tests.support.tokens import TOKENS
 
 
 async def visitor(server: AppServer, clients: list[ChatClient]) -> ChatClient:
@@ -147,6 +146,7 @@ async def test_full_flow_bot_queue_accept_chat_transfer_release_resolve_reopen(a
     )
 
 
+@pytest.mark.slow  # about 6 s; the rule itself: tests/unit/socketsvc/domain/test_routing.py
 async def test_accept_race_exactly_one_winner_for_each_of_100_conversations(app_server, clients):
     alice = await agent(app_server, clients, "alice", "Alice")
     bob = await agent(app_server, clients, "bob", "Bob")
@@ -166,7 +166,8 @@ async def test_accept_race_exactly_one_winner_for_each_of_100_conversations(app_
         f"race: alice won {list(winners.values()).count('alice')}, bob won "
         f"{list(winners.values()).count('bob')}, conflicts {len(winners)}"
     )
-    await asyncio.sleep(0.5)
+    for v, _ in visitors:  # every accept's events have reached each visitor
+        await v.barrier()
     for v, cid in visitors:
         agents_seen = {s["agent"]["id"] for s in v.of("state") if "agent" in s}
         assert agents_seen == {winners[cid]}
@@ -180,7 +181,12 @@ async def test_bot_never_answers_after_handoff_even_when_slow(start_app, clients
     sent = await v.send("are you a bot?")
     await v.wait_for(lambda: [t for t in v.of("typing") if t["typing"]], what="bot typing")
     assert (await v.call("handoff", {}))["state"] == "queued"
-    await asyncio.sleep(2.0)
+    # The bot's turn ends with its typing off (its reply, if stored, is published right after).
+    await v.wait_for(
+        lambda: [t for t in v.of("typing") if t["sender"]["role"] == "bot" and not t["typing"]],
+        what="the end of the bot's turn",
+    )
+    await v.barrier()
     after = [m for m in v.messages() if m["seq"] > sent["message"]["seq"]]
     assert [m["sender"]["role"] for m in after] == ["system"]
     synced = await v.call("sync", {"after_seq": 0})
@@ -195,10 +201,11 @@ async def test_grace_period_requeues_absent_agents_and_spares_returning_ones(sta
 
     # back within the grace period: nothing changes
     await alice.close()
-    await asyncio.sleep(0.5)
+    await asyncio.sleep(0.5)  # away for a while (the behaviour), shorter than the grace
     alice2 = await agent(server, clients, "alice", "Alice")
     assert [c["conversation_id"] for c in alice2.of("assigned")[0]["conversations"]] == [c1]
-    await asyncio.sleep(2.5)
+    await asyncio.sleep(2.5)  # past the grace (1.5 s) while connected: the behaviour
+    await v1.barrier()
     assert v1.of("state")[-1]["state"] == "assigned"
 
     # gone for longer: requeued with a system message
@@ -352,7 +359,7 @@ async def test_a_retry_after_resolve_does_not_reopen(app_server, clients):
     await v.wait_for(lambda: v.of("state")[-1]["state"] == "resolved")
     states = len(v.of("state"))
     assert await v.send("before", client_id="early") == sent
-    await asyncio.sleep(0.5)
+    await v.barrier()
     assert len(v.of("state")) == states
     assert (await v.call("sync", {"after_seq": 0}))["state"] == "resolved"
 

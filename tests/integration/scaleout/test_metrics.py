@@ -18,14 +18,13 @@ import pytest
 import redis.asyncio
 from prometheus_client.parser import text_string_to_metric_families
 
-from socketsvc.domain.tokens import TokenService
-from tests.conftest import SECRET, AppServer, make_settings
+from tests.conftest import AppServer, make_settings
 from tests.support.chat_client import ChatClient
+from tests.support.tokens import TOKENS
 
 pytestmark = pytest.mark.postgres
 
 REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
-TOKENS = TokenService(SECRET, 3600)
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 
 

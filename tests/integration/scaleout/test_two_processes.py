@@ -16,16 +16,15 @@ import socketio
 from aiohttp import web
 from redis import asyncio as aioredis
 
-from socketsvc.domain.tokens import TokenService
 from socketsvc.keys import SIO
 from socketsvc.transport.broadcast import SocketIOBroadcaster
 from socketsvc.transport.managers import LeanManager
-from tests.conftest import SECRET, AppServer, make_settings
+from tests.conftest import AppServer, make_settings
 from tests.support.chat_client import ChatClient
 from tests.support.serving import serving
+from tests.support.tokens import TOKENS
 
 REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
-TOKENS = TokenService(SECRET, 3600)
 
 
 @pytest.fixture

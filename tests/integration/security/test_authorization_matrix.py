@@ -24,8 +24,8 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from socketsvc.domain.tokens import VISITOR_AUDIENCE, TokenService
 from tests.conftest import SECRET, AppServer
 from tests.support.chat_client import ChatClient
+from tests.support.tokens import TOKENS
 
-TOKENS = TokenService(SECRET, 3600)
 OTHER_SECRET = "another-secret-that-is-long-enough-0123456789"
 CHAT_EVENTS = ("message", "typing", "read", "sync", "handoff")
 AGENT_EVENTS = ("accept", "message", "typing", "read", "sync", "transfer", "release", "resolve")

@@ -40,13 +40,13 @@ from hypothesis import strategies as st
 
 from socketsvc.domain.errors import ServiceError
 from socketsvc.domain.limits import EventLimits
-from socketsvc.domain.tokens import TokenService
 from socketsvc.keys import SIO, STORE
 from socketsvc.storage import tables
 from socketsvc.transport import schemas
 from socketsvc.transport.server import RESERVED_EVENTS
-from tests.conftest import SECRET, AppServer, make_settings
+from tests.conftest import AppServer, make_settings
 from tests.support.chat_client import ChatClient
+from tests.support.tokens import TOKENS
 
 T = TypeVar("T")
 
@@ -61,7 +61,6 @@ CODES = {
     "unavailable",
     "internal",
 }
-TOKENS = TokenService(SECRET, 3600)
 FUZZ_AGENT = "fuzz-agent"
 OWNER_AGENT = "owner-agent"
 # SQLite gets the full run: at least 10,000 payloads (~35 s). PostgreSQL, whose storage path
@@ -583,6 +582,7 @@ def harness(database_url: str) -> Any:
         h.close()
 
 
+@pytest.mark.slow  # about 50 s of Hypothesis batches
 # A failing batch holds long strings: Hypothesis warns about its repr, which must not hide the
 # failure itself (warnings are errors in this suite).
 @pytest.mark.filterwarnings("ignore:Generating overly large repr")

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import hashlib
 import json
@@ -21,13 +20,12 @@ import socketio
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
-from socketsvc.domain.tokens import TokenService
 from tests.conftest import ROOT, SECRET, AppServer
 from tests.support.chat_client import ChatClient
+from tests.support.tokens import TOKENS
 
 IDENTITY_SECRET = "host-site-identity-secret-0123456789-abcdef"
 OTHER_SECRET = "some-other-secret-0123456789-0123456789-xyz"
-TOKENS = TokenService(SECRET, 3600)
 sqlite_only = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 
 
@@ -97,7 +95,7 @@ async def test_a_signed_identity_is_one_visitor_on_every_device(start_app, clien
         )
         assert session["visitor_id"] == expected_id
     assert phone.session["conversation_id"] == laptop.session["conversation_id"]
-    await asyncio.sleep(0.3)
+    await laptop.barrier()
     show("greetings pushed to the laptop (conversation resumed)", len(laptop.messages()))
     assert not laptop.messages()
 

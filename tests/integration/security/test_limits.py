@@ -19,12 +19,11 @@ import pytest
 import socketio
 from multidict import CIMultiDict
 
-from socketsvc.domain.tokens import TokenService
 from socketsvc.keys import SERVICES, SIO
-from tests.conftest import SECRET, AppServer
+from tests.conftest import AppServer
 from tests.support.chat_client import ChatClient
-
-TOKENS = TokenService(SECRET, 3600)
+from tests.support.tokens import TOKENS
+from tests.support.waiting import wait_for
 
 
 async def visitor(server: AppServer, clients: list[ChatClient]) -> ChatClient:
@@ -134,10 +133,7 @@ async def test_a_budget_is_made_at_the_first_event_and_forgotten_at_disconnect(s
     assert burst == ["ok", "ok", "rate_limited"]
     assert connection.budget is not None
     await client.sio.disconnect()
-    for _ in range(100):
-        if not chat._connections:
-            break
-        await asyncio.sleep(0.05)
+    await wait_for(lambda: not chat._connections, what="the connection to be forgotten")
     assert not chat._connections
     assert server.app[SERVICES].gate.open_total == 0
 
@@ -238,14 +234,15 @@ async def test_open_connections_per_ip_are_capped_and_released(start_app):
         show("3 open connections (2 /chat, then /agent), MAX_CONNECTIONS_PER_IP=2", results)
         assert results == ["ok", "ok", "rate_limited"]
         await opened.pop().disconnect()
-        await asyncio.sleep(0.2)
+        gate = server.app[SERVICES].gate
+        await wait_for(lambda: gate.open_total == 1, what="the gate to count the close")
         again = await attempt(server, opened)
         show("after one of them closed", again)
         assert again == "ok"
         assert server.app[SERVICES].gate.open_total == 2
     finally:
         await close_all(opened)
-    await asyncio.sleep(0.2)
+    await wait_for(lambda: server.app[SERVICES].gate.open_total == 0, what="every close counted")
     assert server.app[SERVICES].gate.open_total == 0
 
 

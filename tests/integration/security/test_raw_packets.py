@@ -317,6 +317,7 @@ class WellBehaved:
         assert not self.dropped
 
 
+@pytest.mark.slow  # about 10 s
 async def test_malformed_packets_get_an_error_a_close_or_nothing_and_harm_no_one(
     start_app: Any, clients: list[ChatClient]
 ) -> None:
@@ -557,6 +558,7 @@ async def test_a_polling_session_the_server_ends_gets_close_and_the_post_an_answ
     assert "1" in got
 
 
+@pytest.mark.slow  # about 10 s (an expected failure that waits out two ping cycles)
 @pytest.mark.xfail(
     strict=True,
     reason="BUG (open): python-engineio answers a POST that ends a polling session only after a "
