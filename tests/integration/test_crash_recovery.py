@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import pytest
 import socketio
 
 from tests.conftest import SECRET, ServiceProcess
@@ -79,6 +80,7 @@ async def sync_all(client: ChatClient) -> tuple[list[dict[str, Any]], int]:
             return stored, page["last_seq"]
 
 
+@pytest.mark.slow  # about 3 s, the service as a process
 async def test_sigkill_loses_no_acknowledged_message(
     live_server: ServiceProcess, clients: list[ChatClient]
 ) -> None:
@@ -169,6 +171,7 @@ async def test_sigkill_loses_no_acknowledged_message(
         assert final_counts[client_id] == 1, client_id
 
 
+@pytest.mark.slow  # about 1.5 s, the service as a process
 async def test_sigterm_exits_0_promptly_with_a_client_connected(
     live_server: ServiceProcess, clients: list[ChatClient]
 ) -> None:
@@ -186,6 +189,7 @@ async def test_sigterm_exits_0_promptly_with_a_client_connected(
     await asyncio.wait_for(gone.wait(), timeout=5)
 
 
+@pytest.mark.slow  # about 1.5 s, the service as a process
 async def test_sigterm_closes_the_websocket_of_a_browser_like_client(tmp_path: Path) -> None:
     service = ServiceProcess(
         {"DATABASE_URL": f"sqlite:///{tmp_path / 'chat.sqlite3'}", "SOCKETSVC_SECRET": SECRET},

@@ -30,10 +30,10 @@ import asyncpg
 import pytest
 import socketio
 
-from socketsvc.domain.tokens import TokenService
-from tests.conftest import PG_ADMIN_URL, SECRET, ServiceProcess
+from tests.conftest import PG_ADMIN_URL, ServiceProcess
 from tests.support.chaos_clients import Crowd, audit
 from tests.support.chat_client import ChatClient
+from tests.support.tokens import agent_token
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -208,7 +208,7 @@ async def _new_connections(url: str, after: float) -> dict[str, Any]:
     """A new visitor and a new agent try to connect; their connect_error codes."""
     await asyncio.sleep(after)
     codes: dict[str, Any] = {}
-    auth = {"/chat": None, "/agent": {"token": TokenService(SECRET, 60).mint_agent("a", "A")}}
+    auth = {"/chat": None, "/agent": {"token": agent_token("a", "A")}}
     for namespace, credentials in auth.items():
         client = ChatClient(url, namespace=namespace)
         try:

@@ -193,6 +193,7 @@ async def test_bot_never_answers_after_handoff_even_when_slow(start_app, clients
     assert not [m for m in synced["messages"] if m["sender"]["role"] == "bot" and m["seq"] > 1]
 
 
+@pytest.mark.slow  # about 5 s of grace periods
 async def test_grace_period_requeues_absent_agents_and_spares_returning_ones(start_app, clients):
     server = await start_app(AGENT_GRACE_SECONDS="1.5")
     alice = await agent(server, clients, "alice", "Alice")

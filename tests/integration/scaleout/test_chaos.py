@@ -23,12 +23,11 @@ from typing import Any
 
 import pytest
 
-from socketsvc.domain.tokens import TokenService
 from socketsvc.storage.store import Store
-from tests.conftest import SECRET
 from tests.support.chaos_clients import Audit, Crowd, Visitor, audit, percentile
 from tests.support.chat_client import ChatClient
 from tests.support.cluster import Cluster, environment_problem
+from tests.support.tokens import agent_token
 
 pytestmark = [pytest.mark.postgres, pytest.mark.timeout(150)]
 
@@ -132,7 +131,7 @@ async def test_redis_outage_readiness_and_cross_process_delivery_recover(
     # a probe pair pinned across processes: its visitor on process 0, its agent on process 1
     probe_agent = ChatClient(cluster.process_url(1), namespace="/agent")
     clients.append(probe_agent)
-    await probe_agent.connect({"token": TokenService(SECRET, 3600).mint_agent("probe", "Probe")})
+    await probe_agent.connect({"token": agent_token("probe", "Probe")})
     probe_visitor = ChatClient(cluster.process_url(0))
     clients.append(probe_visitor)
     await probe_visitor.connect()

@@ -249,6 +249,7 @@ def _token_command(tmp_path: Path, **env: str) -> subprocess.CompletedProcess[st
     )
 
 
+@pytest.mark.slow  # about 3 s of CLI processes
 def test_token_command_refuses_to_mint_when_a_public_key_is_configured(tmp_path: Path):
     key = ec.generate_private_key(ec.SECP256R1())
     path = tmp_path / "agents.pub.pem"

@@ -138,6 +138,7 @@ async def test_a_budget_is_made_at_the_first_event_and_forgotten_at_disconnect(s
     assert server.app[SERVICES].gate.open_total == 0
 
 
+@pytest.mark.slow  # about 2 s of flooding
 async def test_sustained_flooding_disconnects_the_client_and_is_counted(start_app, clients):
     server = await start_app(MESSAGE_RATE=1, MESSAGE_BURST=3)
     client = await visitor(server, clients)

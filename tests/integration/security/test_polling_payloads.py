@@ -355,6 +355,7 @@ def garbage_bodies(examples: int) -> list[tuple[int, int, bytes]]:
     return drawn
 
 
+@pytest.mark.slow  # about 2 s
 async def test_undecodable_payloads_fail_the_transport_and_change_nothing(
     start_app: Any, clients: list[ChatClient], caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -469,6 +470,7 @@ def fill_messages(limit: int = MAX_HTTP_BUFFER) -> str:
     return SEP.join(packets)
 
 
+@pytest.mark.slow  # about 2 s of CPU measurement
 @pytest.mark.timeout(300)
 async def test_cpu_per_request_at_the_byte_limit(start_app: Any) -> None:
     """One POST of MAX_HTTP_BUFFER bytes: process CPU (server and test client) per kind."""

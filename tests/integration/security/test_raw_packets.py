@@ -485,10 +485,11 @@ async def test_a_client_sent_connect_event_does_not_start_a_new_session(
 
     async with aiohttp.ClientSession() as http:
         raw = RawSocket(server.url)
-        await raw.open(http)
-        await asyncio.sleep(0.3)
+        await raw.open(http)  # returns on the `session` event: its conversation is stored
         before = await conversations()
         outcome, replies = await raw.send('42/chat,5["connect",{},{}]')
+        # A window for a second session that must not come (events are handled concurrently,
+        # so the probe's answer does not prove the `connect` event was handled).
         await asyncio.sleep(0.5)
         _, later = await raw.send(PROBE)
         sessions = [
@@ -543,7 +544,8 @@ async def test_a_polling_session_the_server_ends_gets_close_and_the_post_an_answ
     async with aiohttp.ClientSession() as http:
         poll = RawPolling(server.url)
         await poll.open(http)
-        await asyncio.sleep(0.2)
+        while not (await poll._next()).startswith('42/chat,["session",'):
+            pass  # the namespace's connect handler is done
         try:
             # A client-sent PING is not allowed in Engine.IO v4: the server ends the session.
             status: int | str = await asyncio.wait_for(poll.post("2"), 3)
