@@ -23,8 +23,9 @@ from socketsvc.transport.connections import ConnectionCollector
 from socketsvc.transport.managers import LeanManager
 from socketsvc.transport.origins import cors_setting
 from socketsvc.transport.packets import Packet
-from socketsvc.transport.pubsub import RedisManager
-from socketsvc.transport.server import SocketServer
+from socketsvc.transport.patches import apply as apply_patches
+from socketsvc.transport.pubsub import initialize_now, redis_manager
+from socketsvc.transport.server import build_server
 
 log = logging.getLogger(__name__)
 
@@ -35,17 +36,21 @@ MAX_HTTP_BUFFER = 64 * 1024
 def create_app(settings: Settings) -> web.Application:
     app = web.Application(client_max_size=MAX_HTTP_BUFFER * 2)
     app[SETTINGS] = settings
+    # Overrides of dependencies' private APIs, where the installed versions are the tested ones
+    # (else the stock code path, with a warning); see socketsvc/transport/patches.
+    applied = apply_patches()
     manager: LeanManager
     if settings.redis_url is not None:
         # Short socket timeouts: a hung Redis must not stall emits for long (DESIGN.md).
-        redis_manager = RedisManager(
-            settings.redis_url, channel=settings.redis_channel, socket_timeout=2.0
+        pubsub = redis_manager(
+            settings.redis_url, settings.redis_channel, socket_timeout=2.0, applied=applied
         )
-        app[REDIS] = redis_manager
-        manager = redis_manager
+        app[REDIS] = pubsub
+        manager = pubsub
     else:
         manager = LeanManager()
-    sio = SocketServer(
+    sio = build_server(
+        applied,
         async_mode="aiohttp",
         client_manager=manager,
         cors_allowed_origins=_cors(settings),
@@ -108,10 +113,8 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
     app[SERVICES] = services
     sio.register_namespace(ChatNamespace(services))
     sio.register_namespace(AgentNamespace(services))
-    if not sio.manager_initialized:
-        # Subscribe now rather than on the first connection, so the canary works at once.
-        sio.manager_initialized = True
-        sio.manager.initialize()
+    # Subscribe now rather than on the first connection, so the canary works at once.
+    initialize_now(sio)
     background = [services.tasks.spawn(services.presence.run(), name="presence")]
     if REDIS in app:
         background.append(services.tasks.spawn(app[REDIS].run_canary(), name="canary"))

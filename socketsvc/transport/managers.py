@@ -3,8 +3,9 @@
 python-socketio's `AsyncManager.emit` sends to each recipient from a task of its own and then
 `asyncio.wait`s for all of them. Sending to an Engine.IO socket only puts the packet on the
 socket's (unbounded) queue, so here the packet is encoded once and handed to each recipient in
-turn, without tasks. Everything else (callbacks, `skip_sid`, how `data` becomes arguments, an
-unknown namespace) is python-socketio's.
+turn, without tasks, through python-engineio's public `AsyncServer.send_packet` (what
+python-socketio's private `_send_eio_packet` calls). Everything else (callbacks, `skip_sid`, how
+`data` becomes arguments, an unknown namespace) is python-socketio's.
 """
 
 from __future__ import annotations
@@ -67,12 +68,13 @@ class LeanManager(socketio.AsyncManager):  # type: ignore[misc]
         # get_participants iterates over a copy, so a recipient that disconnects while a send
         # below runs (a ping timeout closes the socket and runs the disconnect handler) cannot
         # break the loop.
+        send_packet = self.server.eio.send_packet
         for sid, eio_sid in self.get_participants(namespace, room):
             if sid in skip:
                 continue
             for eio_pkt in eio_packets:
                 try:
-                    await self.server._send_eio_packet(eio_sid, eio_pkt)
+                    await send_packet(eio_sid, eio_pkt)
                 except Exception:
                     # python-socketio's task for this recipient would have failed on its own,
                     # unseen by the emit; the others still get the packet.

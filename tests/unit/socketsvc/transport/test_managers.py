@@ -190,14 +190,14 @@ async def test_a_send_that_fails_is_logged_and_the_others_still_get_theirs(
 ):
     first, second = await connect("r1"), await connect("r1")
     broken = served.manager.eio_sid_from_sid(first.sid, "/chat")
-    send = served.sio._send_eio_packet
+    send = served.sio.eio.send_packet
 
     async def failing(eio_sid: str, pkt: Any) -> None:
         if eio_sid == broken:
             raise ConnectionResetError("socket closed meanwhile")
         await send(eio_sid, pkt)
 
-    monkeypatch.setattr(served.sio, "_send_eio_packet", failing)
+    monkeypatch.setattr(served.sio.eio, "send_packet", failing)
     with caplog.at_level(logging.WARNING, logger="socketsvc.transport.managers"):
         await served.manager.emit("ev", "x", "/chat", room="r1")
     assert await second.wait("ev") == [("x",)]

@@ -14,6 +14,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
+import engineio
 import pytest
 import socketio
 from aiohttp import web
@@ -22,13 +23,20 @@ from engineio import packet as eio_packet
 from engineio import payload as eio_payload
 from engineio.async_drivers import aiohttp as aiohttp_driver
 
+from socketsvc.transport import patches
+from socketsvc.transport.patches import Applied
+from socketsvc.transport.patches.engineio_websocket import send_each
 from socketsvc.transport.server import (
     EngineServer,
+    LeanEngineServer,
     LeanQueue,
     LeanSocket,
+    LeanStrictSocket,
     SocketServer,
     StrictPayload,
+    StrictPostSocket,
     _send_all,
+    build_server,
 )
 from tests.support.serving import serving as serving_app
 
@@ -115,6 +123,38 @@ def test_every_engineio_socket_gets_a_lean_queue():
     server = SocketServer(async_mode="aiohttp")
     assert isinstance(server.eio, EngineServer)
     assert isinstance(server.eio.create_queue(), LeanQueue)
+
+
+def by_name(*names: str) -> Applied:
+    return Applied.of(p for p in patches.registry() if p.name in names)
+
+
+HARDENING, POLLING = "socketio.server_hardening", "engineio.polling_payload"
+HANDLER, BATCH = "engineio.websocket_handler", "aiohttp.write_batch"
+
+
+@pytest.mark.parametrize(
+    ("names", "engine", "sockets", "batched"),
+    [
+        ((HARDENING, POLLING, HANDLER, BATCH), EngineServer, LeanStrictSocket, True),
+        ((HARDENING, POLLING, HANDLER), EngineServer, LeanStrictSocket, False),
+        ((HARDENING, POLLING), EngineServer, StrictPostSocket, False),
+        ((HARDENING, HANDLER, BATCH), EngineServer, LeanSocket, True),
+        ((HARDENING,), LeanEngineServer, None, False),
+    ],
+)
+def test_the_classes_are_those_of_the_applied_patches(names, engine, sockets, batched):
+    server = build_server(by_name(*names), async_mode="aiohttp")
+    assert type(server) is SocketServer
+    assert type(server.eio) is engine
+    assert getattr(server.eio, "socket_class", None) is sockets
+    assert (getattr(server.eio, "send_packets", None) is _send_all) is batched
+
+
+def test_without_the_socketio_patch_the_server_is_python_socketios_own():
+    server = build_server(by_name(POLLING, HANDLER, BATCH), async_mode="aiohttp")
+    assert type(server) is socketio.AsyncServer
+    assert type(server.eio) is engineio.AsyncServer
 
 
 # -- LeanSocket.poll() ----------------------------------------------------------------------
@@ -220,8 +260,8 @@ async def test_websocket_and_polling_sockets_are_lean_sockets():
         async with http.get(f"{url}/socket.io/?EIO=4&transport=polling") as response:
             assert response.status == 200
             polling_sid = json.loads((await response.text())[1:])["sid"]
-        assert type(sio.eio.sockets[ws_sid]) is LeanSocket
-        assert type(sio.eio.sockets[polling_sid]) is LeanSocket
+        assert type(sio.eio.sockets[ws_sid]) is LeanStrictSocket
+        assert type(sio.eio.sockets[polling_sid]) is LeanStrictSocket
         await ws.close()
 
 
@@ -327,7 +367,7 @@ async def test_many_messages_round_trip_in_order_over_a_websocket():
     async with serving() as (sio, url), aiohttp.ClientSession() as http:
         ws, sid = await open_websocket(http, url)
         await connect_namespace(ws)
-        assert type(sio.eio.sockets[sid]) is LeanSocket
+        assert type(sio.eio.sockets[sid]) is LeanStrictSocket
         count = 2000
         for i in range(count):  # all sent before any is read: the server batches its replies
             await ws.send_str(f'42["echo",{i}]')
@@ -349,7 +389,7 @@ async def test_polling_upgrades_to_websocket_and_both_carry_messages():
         try:
             assert client.transport() == "websocket"
             sock = sio.eio.sockets[client.eio.sid]
-            assert type(sock) is LeanSocket and sock.upgraded and not sock.upgrading
+            assert type(sock) is LeanStrictSocket and sock.upgraded and not sock.upgrading
             for i in range(20):
                 assert await client.call("echo", {"n": i}, timeout=5) == {"n": i}
         finally:
@@ -359,7 +399,7 @@ async def test_polling_upgrades_to_websocket_and_both_carry_messages():
         await polling.connect(url, transports=["polling"], wait_timeout=10)
         try:
             assert polling.transport() == "polling"
-            assert type(sio.eio.sockets[polling.eio.sid]) is LeanSocket
+            assert type(sio.eio.sockets[polling.eio.sid]) is LeanStrictSocket
             for i in range(20):
                 assert await polling.call("echo", [i, "x"], timeout=5) == [i, "x"]
         finally:
@@ -428,6 +468,40 @@ async def test_a_batch_of_packets_reaches_the_transport_as_one_write_of_all_its_
     ]
 
 
+async def test_a_writer_that_fails_on_anything_but_a_closed_connection_says_so(caplog):
+    """A bug in the batch writer (here: it raises) closes the WebSocket with a logged
+    traceback, not silently (upstream's writer breaks on any exception without a word)."""
+
+    async def broken(ws: Any, packets: list[Any]) -> None:
+        if any(p.packet_type == eio_packet.MESSAGE for p in packets):  # after the OPEN packet
+            raise AttributeError("'WebSocketWriter' object has no attribute 'transport'")
+        await send_each(ws, packets)
+
+    async with serving() as (sio, url), aiohttp.ClientSession() as http:
+        sio.eio.send_packets = broken
+        ws, sid = await open_websocket(http, url)
+        await ws.send_str("40")  # the CONNECT answer goes through the writer
+        frames = await read_until_closed(ws, 5)
+    assert frames == ["<closed>"]
+    failures = [r for r in caplog.records if "WebSocket writer of" in r.getMessage()]
+    assert len(failures) == 1 and failures[0].levelno == logging.ERROR
+    assert failures[0].exc_info is not None and sid in failures[0].getMessage()
+
+
+async def test_a_closed_connection_ends_the_writer_quietly(caplog):
+    async def gone(ws: Any, packets: list[Any]) -> None:
+        if any(p.packet_type == eio_packet.MESSAGE for p in packets):
+            raise ConnectionResetError("Cannot write to closing transport")
+        await send_each(ws, packets)
+
+    async with serving() as (sio, url), aiohttp.ClientSession() as http:
+        sio.eio.send_packets = gone
+        ws, _ = await open_websocket(http, url)
+        await ws.send_str("40")
+        assert await read_until_closed(ws, 5) == ["<closed>"]
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
+
+
 async def test_without_aiohttps_frame_writer_each_packet_goes_through_send():
     class Plain:
         def __init__(self) -> None:
@@ -464,7 +538,8 @@ async def test_a_refused_post_raises_engineio_error_only_while_the_session_is_li
     removed while its POST body was read. python-engineio's POST branch sets its 400 response
     only for a session it still lists (otherwise UnboundLocalError, a 500 with a traceback), so
     the override refuses such a body quietly. Upstream's global packet limit is left alone."""
-    sock = lean_socket()
+    server = EngineServer(async_mode="aiohttp")
+    sock = StrictPostSocket(server, "sid")
     caplog.set_level(logging.INFO, logger="socketsvc.transport.server")
 
     def environ(body: bytes) -> dict[str, Any]:

@@ -1,0 +1,3 @@
+from socketsvc.transport.patches import main
+
+raise SystemExit(main())
