@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# Create .venv and install socketsvc into it (editable). With "test": also the test tools,
-# the npm packages (socket.io-client, playwright-core) and Debian's chromium when missing.
+# Create .venv and install socketsvc into it (editable), every dependency at the version pinned in
+# constraints.txt (what CI tests; `make test-latest` tries the newest releases instead). With
+# "test": also the test tools, the npm packages (socket.io-client, playwright-core) and Debian's
+# chromium when missing. A change to setup.cfg, pyproject.toml or constraints.txt reinstalls.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -8,13 +10,13 @@ PYTHON=${PYTHON:-python3}
 if [ ! -x .venv/bin/python ]; then
   "$PYTHON" -m venv .venv
 fi
-stamp=.venv/.socketsvc-installed-$(cat setup.cfg pyproject.toml | sha1sum | cut -c1-12)-${1:-run}
+stamp=.venv/.socketsvc-installed-$(cat setup.cfg pyproject.toml constraints.txt | sha1sum | cut -c1-12)-${1:-run}
 if [ ! -f "$stamp" ]; then
   .venv/bin/python -m pip install --quiet --upgrade pip
   if [ "${1:-}" = "test" ]; then
-    .venv/bin/python -m pip install --quiet -e '.[test]'
+    .venv/bin/python -m pip install --quiet -c constraints.txt -e '.[test]'
   else
-    .venv/bin/python -m pip install --quiet -e .
+    .venv/bin/python -m pip install --quiet -c constraints.txt -e .
   fi
   touch "$stamp"
 fi
