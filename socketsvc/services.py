@@ -62,7 +62,6 @@ class Services:
             ),
         )
 
-
     def refused(self, what: outages.Refusal) -> None:
         """Count an event or connect answered `unavailable` because the database is away (the
         outage's end line reports them)."""

@@ -37,14 +37,6 @@ GENEROUS_LIMITS = {
 }
 
 
-def pytest_configure(config: pytest.Config) -> None:
-    # Until setup.cfg's [tool:pytest] markers list it (filterwarnings = error makes an unknown
-    # marker fail the run):
-    config.addinivalue_line(
-        "markers", "slow: over a few seconds; `make test` runs it, `make test-fast` does not"
-    )
-
-
 def _pg_url(database: str) -> str:
     base, _, _ = PG_ADMIN_URL.rpartition("/")
     return f"{base}/{database}"

@@ -41,6 +41,7 @@ def clean_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return tmp_path
 
 
+@pytest.mark.slow
 def test_help_describes_the_commands_and_the_environment(tmp_path: Path) -> None:
     done = run(tmp_path, "--help")
     assert done.returncode == 0, done.stderr
@@ -66,6 +67,7 @@ def test_help_lists_every_setting_with_its_default(tmp_path: Path) -> None:
     assert "(default 0.0.0.0:8080)" in done.stdout
 
 
+@pytest.mark.slow
 def test_settings_prints_the_declarations_without_reading_them(tmp_path: Path) -> None:
     markdown = run(tmp_path, "settings", "--markdown", PORT="abc")
     assert markdown.returncode == 0, markdown.stderr
@@ -84,6 +86,7 @@ def test_top_level_help_mentions_token_agent(tmp_path: Path) -> None:
     assert "token agent" in done.stdout
 
 
+@pytest.mark.slow
 def test_token_help_lists_agent_and_its_options(tmp_path: Path) -> None:
     token = run(tmp_path, "token", "--help")
     assert token.returncode == 0, token.stderr

@@ -312,6 +312,7 @@ async def read_until_closed(
     return frames
 
 
+@pytest.mark.slow
 async def test_a_client_that_stops_answering_pings_is_closed_after_interval_plus_timeout():
     async with (
         serving(ping_interval=1.0, ping_timeout=0.5) as (sio, url),

@@ -66,6 +66,7 @@ async def exchange(url: str, transports: list[str]) -> None:
         await client.close()
 
 
+@pytest.mark.slow  # the stock path holds a departing polling client's GET until its ping (30 s)
 async def test_the_service_starts_on_the_stock_path_and_logs_each_patch(
     newer_releases: None, start: Any, caplog: pytest.LogCaptureFixture
 ) -> None:
