@@ -89,7 +89,11 @@ async def _database(app: web.Application) -> AsyncIterator[None]:
         settings.database_url, settings.commit_delay, settings.sqlite_busy_timeout
     )
     app[STORE] = store
-    log.info("database ready (%s)", store.engine.dialect.name)
+    log.info(
+        "database ready (%s; %s)",
+        store.engine.dialect.name,
+        store.schema.describe() if store.schema else "schema not checked",
+    )
     yield
     await store.close()
 

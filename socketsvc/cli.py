@@ -27,11 +27,14 @@ commands:
   socketsvc [serve]                              serve HTTP and Socket.IO (the default)
   socketsvc token agent --id ID --name NAME      print an agent JWT for the /agent namespace
   socketsvc settings [--markdown]                list the settings (--markdown: the README's table)
+  socketsvc migrate                              upgrade the database schema to this release's
 
 `serve` serves the namespaces /chat and /agent, the demo pages at /, and /healthz, /readyz and
 /metrics on $HOST:$PORT (default {_HOST}:{_PORT}). Configuration comes from the environment
 variables below (see the README's configuration table). `token agent` signs with
-SOCKETSVC_SECRET, so run it with the same environment as the service.
+SOCKETSVC_SECRET, so run it with the same environment as the service. `migrate` upgrades the
+schema at DATABASE_URL (a no-op when it is up to date; the Procfile's release phase runs it); a
+service on PostgreSQL refuses to start on an older schema, SQLite is migrated at start.
 
 environment variables (default; accepted values):
 {plain_list()}"""
@@ -67,6 +70,10 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="print the README's configuration table instead (generated from the declarations)",
     )
+    commands.add_parser(
+        "migrate",
+        help="upgrade the schema at DATABASE_URL to this release's (no-op when up to date)",
+    )
     return parser
 
 
@@ -93,11 +100,40 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 2
         print(tokens_for(settings).mint_agent(args.id, args.name, ttl=args.ttl))
         return 0
+    if args.command == "migrate":
+        return migrate(settings.database_url)
     host = getattr(args, "host", None) or settings.host
     port = settings.port if getattr(args, "port", None) is None else args.port
     logs.configure(settings.log_level, settings.log_format)
-    with asyncio.Runner(loop_factory=_loop_factory()) as runner:
-        runner.run(serve(settings, host, port))
+    from socketsvc.storage.schema import SchemaError
+
+    try:
+        with asyncio.Runner(loop_factory=_loop_factory()) as runner:
+            runner.run(serve(settings, host, port))
+    except SchemaError as exc:
+        print(f"socketsvc: not starting: {exc}", file=sys.stderr)
+        return 3
+    return 0
+
+
+def migrate(database_url: str) -> int:
+    """`socketsvc migrate`: upgrade to the newest revision, under the advisory lock."""
+    from socketsvc.storage.database import create_engine
+    from socketsvc.storage.schema import SchemaError, prepare
+
+    async def run() -> str:
+        engine = create_engine(database_url)
+        try:
+            async with engine.begin() as conn:
+                return (await prepare(conn, "migrate")).describe()
+        finally:
+            await engine.dispose()
+
+    try:
+        print(f"socketsvc migrate: {asyncio.run(run())}")
+    except SchemaError as exc:
+        print(f"socketsvc migrate: {exc}", file=sys.stderr)
+        return 3
     return 0
 
 

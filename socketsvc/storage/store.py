@@ -37,6 +37,7 @@ from socketsvc.domain.models import (
 )
 from socketsvc.runtime import metrics
 from socketsvc.settings import DEFAULT_COMMIT_DELAY, sqlite_path
+from socketsvc.storage import schema
 from socketsvc.storage.appends import (
     PendingAppend,
     SqliteAppender,
@@ -52,7 +53,7 @@ from socketsvc.storage.database import (
 )
 from socketsvc.storage.outages import OUTAGES, is_outage
 from socketsvc.storage.pacing import CommitPacer
-from socketsvc.storage.tables import conversations, messages, metadata, read_marks, visitors
+from socketsvc.storage.tables import conversations, messages, read_marks, visitors
 
 MAX_BATCH = 256
 
@@ -79,6 +80,8 @@ class Store:
         """PostgreSQL: the pooled connection message batches run on, kept between batches
         (checking a connection out of the pool and back in costs more than a batch: the pool
         rolls back on every check-in); dropped after an error."""
+        self.schema: schema.Outcome | None = None
+        """What `open` found and did to the schema."""
 
     @classmethod
     async def open(
@@ -87,7 +90,9 @@ class Store:
         commit_delay: float = DEFAULT_COMMIT_DELAY,
         busy_timeout: float = DEFAULT_SQLITE_BUSY_TIMEOUT,
     ) -> Store:
-        """Connect and create the schema if it is missing; `commit_delay`: see `CommitPacer`;
+        """Connect and check the schema (`schema.prepare`: SQLite is migrated, PostgreSQL's
+        empty database created, a schema this code cannot serve raises `SchemaError`);
+        `commit_delay`: see `CommitPacer`;
         `busy_timeout`: how long SQLite waits for another process's lock."""
         engine = create_engine(database_url, busy_timeout)
         store = cls(engine, commit_delay)
@@ -96,11 +101,15 @@ class Store:
             store._sqlite = SqliteAppender(path, sqlite_pragmas, busy_timeout)
             assert store._write_lock is not None
             store._checkpointer = WalCheckpointer(path, store._write_lock)
-        async with engine.begin() as conn:
-            if not store.is_sqlite:
-                # Processes starting together must not race to create the same tables.
-                await conn.execute(sa.text("SELECT pg_advisory_xact_lock(7460113)"))
-            await conn.run_sync(metadata.create_all)
+        try:
+            async with engine.begin() as conn:
+                # Under a PostgreSQL advisory lock: processes starting together take turns.
+                store.schema = await schema.prepare(
+                    conn, "start-sqlite" if store.is_sqlite else "start-postgres"
+                )
+        except BaseException:
+            await store.close()
+            raise
         if store._checkpointer is not None:
             store._checkpointer.start()
         return store
