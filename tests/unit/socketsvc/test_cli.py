@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
 
 from socketsvc import __version__
 from socketsvc.cli import main
@@ -194,3 +196,79 @@ def test_short_secret_is_a_configuration_error(
     captured = capsys.readouterr()
     assert captured.out == ""
     assert "configuration error" in captured.err and "SOCKETSVC_SECRET" in captured.err
+
+
+# migrate ----------------------------------------------------------------------------------------
+
+
+def _set_revision(database_url: str, revision: str) -> None:
+    """Overwrite alembic_version, as a newer release's migration would have left it."""
+    from socketsvc.storage.database import create_engine
+
+    async def run() -> None:
+        engine = create_engine(database_url)
+        try:
+            async with engine.begin() as conn:
+                await conn.execute(
+                    sa.text("UPDATE alembic_version SET version_num = :r"), {"r": revision}
+                )
+        finally:
+            await engine.dispose()
+
+    asyncio.run(run())
+
+
+def test_help_lists_migrate(clean_env: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    out = capsys.readouterr().out
+    assert "socketsvc migrate" in out and "upgrade the database schema" in out
+
+
+def test_migrate_creates_the_schema_then_is_a_no_op(
+    database_url: str,
+    clean_env: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.setenv("DATABASE_URL", database_url)
+    monkeypatch.setenv("SOCKETSVC_SECRET", SECRET)
+    assert main(["migrate"]) == 0
+    created = capsys.readouterr().out
+    assert created == "socketsvc migrate: schema created at revision 0001_baseline\n"
+    assert main(["migrate"]) == 0
+    out = capsys.readouterr().out
+    print(out)
+    assert out == "socketsvc migrate: schema up to date at revision 0001_baseline: nothing to do\n"
+
+
+def test_migrate_refuses_a_schema_newer_than_the_code(
+    database_url: str,
+    clean_env: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.setenv("DATABASE_URL", database_url)
+    monkeypatch.setenv("SOCKETSVC_SECRET", SECRET)
+    assert main(["migrate"]) == 0
+    _set_revision(database_url, "0099_future")
+    capsys.readouterr()
+    assert main(["migrate"]) == 3
+    err = capsys.readouterr().err
+    assert "0099_future, newer than this code" in err and "deploy the newer socketsvc" in err
+
+
+@pytest.mark.slow
+def test_serve_on_a_newer_schema_exits_with_the_message_not_a_traceback(
+    database_url: str, tmp_path: Path
+) -> None:
+    env = {"DATABASE_URL": database_url, "SOCKETSVC_SECRET": SECRET, "PORT": "0"}
+    assert run(tmp_path, "migrate", **env).returncode == 0
+    _set_revision(database_url, "0099_future")
+    done = run(tmp_path, "serve", **env)
+    print(done.stderr)
+    assert done.returncode == 3
+    assert "socketsvc: not starting: the database schema is at revision 0099_future" in done.stderr
+    assert "deploy the newer socketsvc release, or downgrade" in done.stderr
+    assert "Traceback" not in done.stderr
+    assert "listening on" not in done.stderr
