@@ -32,6 +32,9 @@ class ChatNamespace(Namespace):
         try:
             address = self.admit_connection(sid, environ)
             token, identity = _credentials(auth)
+            if token is not None and identity is None:
+                # An erased visitor's token must not bring the visitor back (domain/privacy.py).
+                await self.services.privacy.check_visitor_token(token)
             session = await self.services.conversations.open_session(token, identity)
         except ServiceError as exc:
             raise self.refuse(exc) from None

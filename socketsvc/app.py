@@ -122,6 +122,8 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
     background = [services.tasks.spawn(services.presence.run(), name="presence")]
     if REDIS in app:
         background.append(services.tasks.spawn(app[REDIS].run_canary(), name="canary"))
+    if services.privacy.retention_enabled:
+        background.append(services.tasks.spawn(services.privacy.run(), name="retention"))
     yield
     for task in background:
         task.cancel()

@@ -28,6 +28,8 @@ commands:
   socketsvc token agent --id ID --name NAME      print an agent JWT for the /agent namespace
   socketsvc settings [--markdown]                list the settings (--markdown: the README's table)
   socketsvc migrate                              upgrade the database schema to this release's
+  socketsvc visitor export ID                    print a visitor's conversations as JSON
+  socketsvc visitor delete ID                    erase a visitor (every row; its tokens refused)
 
 `serve` serves the namespaces /chat and /agent, the demo pages at /, and /healthz, /readyz and
 /metrics on $HOST:$PORT (default {_HOST}:{_PORT}). Configuration comes from the environment
@@ -35,6 +37,8 @@ variables below (see the README's configuration table). `token agent` signs with
 SOCKETSVC_SECRET, so run it with the same environment as the service. `migrate` upgrades the
 schema at DATABASE_URL (a no-op when it is up to date; the Procfile's release phase runs it); a
 service on PostgreSQL refuses to start on an older schema, SQLite is migrated at start.
+`visitor export` and `visitor delete` work on DATABASE_URL (see SECURITY.md, personal data); the
+host site's backend can do the same over HTTP (GET/DELETE /api/visitors/ID with ADMIN_TOKEN).
 
 environment variables (default; accepted values):
 {plain_list()}"""
@@ -74,6 +78,16 @@ def build_parser() -> argparse.ArgumentParser:
         "migrate",
         help="upgrade the schema at DATABASE_URL to this release's (no-op when up to date)",
     )
+    visitor = commands.add_parser("visitor", help="a visitor's personal data: export or erase")
+    actions = visitor.add_subparsers(dest="action", metavar="ACTION", required=True)
+    export = actions.add_parser("export", help="print the visitor's conversations as JSON")
+    export.add_argument("id", metavar="ID", help="the visitor's id")
+    delete = actions.add_parser(
+        "delete",
+        help="erase the visitor: messages, read marks, conversations, the visitor; its tokens "
+        "are refused afterwards",
+    )
+    delete.add_argument("id", metavar="ID", help="the visitor's id")
     return parser
 
 
@@ -102,6 +116,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     if args.command == "migrate":
         return migrate(settings.database_url)
+    if args.command == "visitor":
+        return visitor(settings, args.action, args.id)
     host = getattr(args, "host", None) or settings.host
     port = settings.port if getattr(args, "port", None) is None else args.port
     logs.configure(settings.log_level, settings.log_format)
@@ -134,6 +150,39 @@ def migrate(database_url: str) -> int:
     except SchemaError as exc:
         print(f"socketsvc migrate: {exc}", file=sys.stderr)
         return 3
+    return 0
+
+
+def visitor(settings: Settings, action: str, visitor_id: str) -> int:
+    """`socketsvc visitor export|delete ID`: JSON on stdout; 1 for an unknown visitor."""
+    import json
+
+    from socketsvc.domain.errors import NotFound
+    from socketsvc.services import privacy_for
+    from socketsvc.storage.schema import SchemaError
+    from socketsvc.storage.store import Store
+
+    async def run() -> object:
+        store = await Store.open(
+            settings.database_url, settings.commit_delay, settings.sqlite_busy_timeout
+        )
+        try:
+            privacy = privacy_for(settings, store)
+            if action == "export":
+                return await privacy.export(visitor_id)
+            return {"erased": visitor_id, "deleted": await privacy.erase(visitor_id)}
+        finally:
+            await store.close()
+
+    try:
+        result = asyncio.run(run())
+    except NotFound:
+        print(f"socketsvc visitor {action}: no visitor {visitor_id}", file=sys.stderr)
+        return 1
+    except SchemaError as exc:
+        print(f"socketsvc visitor {action}: {exc}", file=sys.stderr)
+        return 3
+    print(json.dumps(result, indent=2, ensure_ascii=False))
     return 0
 
 

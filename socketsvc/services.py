@@ -9,6 +9,7 @@ from socketsvc.domain.bot_runner import BotRunner
 from socketsvc.domain.conversations import ConversationService
 from socketsvc.domain.limits import ConnectionGate
 from socketsvc.domain.presence import STALE_SECONDS, PresenceService
+from socketsvc.domain.privacy import PrivacyService
 from socketsvc.domain.routing import RoutingService
 from socketsvc.domain.tokens import AgentKeys, TokenService
 from socketsvc.runtime.lifecycle import Lifecycle
@@ -16,6 +17,7 @@ from socketsvc.runtime.tasks import TaskTracker
 from socketsvc.settings import Settings
 from socketsvc.storage import outages
 from socketsvc.storage.presence import PresenceStore
+from socketsvc.storage.privacy import PrivacyStore
 from socketsvc.storage.store import Store
 from socketsvc.transport.broadcast import Broadcaster
 
@@ -32,6 +34,7 @@ class Services:
     tasks: TaskTracker
     lifecycle: Lifecycle
     gate: ConnectionGate
+    privacy: PrivacyService
 
     @classmethod
     def build(
@@ -60,6 +63,7 @@ class Services:
             ConnectionGate(
                 settings.connect_rate, settings.max_connections_per_ip, settings.max_connections
             ),
+            privacy_for(settings, store, tokens),
         )
 
     def refused(self, what: outages.Refusal) -> None:
@@ -80,4 +84,13 @@ def tokens_for(settings: Settings) -> TokenService:
             audience=settings.agent_jwt_audience,
         ),
         identity_secret=settings.identity_secret,
+    )
+
+
+def privacy_for(
+    settings: Settings, store: Store, tokens: TokenService | None = None
+) -> PrivacyService:
+    """Export, erasure and retention over `store` (also what `socketsvc visitor` uses)."""
+    return PrivacyService(
+        PrivacyStore(store), tokens or tokens_for(settings), settings.retention_days
     )

@@ -448,6 +448,21 @@ class Settings:
         doc="how long an agent may be fully disconnected before its conversations return to the "
         "queue",
     )
+    retention_days: int = setting(
+        env="RETENTION_DAYS",
+        default=0,
+        low=0,
+        doc="resolved conversations last changed longer ago than this many days are deleted "
+        "with their messages and read marks (hourly, in batches); 0 keeps them forever",
+    )
+    admin_token: str | None = setting(
+        env="ADMIN_TOKEN",
+        default=None,
+        read=_Reader.optional_secret,
+        secret=True,
+        doc="≥ 32 bytes; the bearer token of `GET`/`DELETE /api/visitors/{id}` (export, erase); "
+        "unset: those endpoints answer 401",
+    )
     bot: str = setting(
         env="BOT",
         default="kb",

@@ -10,6 +10,7 @@ store knows which columns that changes.
 from __future__ import annotations
 
 from collections.abc import Collection
+from datetime import datetime
 from typing import Any, Protocol
 
 from socketsvc.domain.models import (
@@ -118,6 +119,25 @@ class ConversationStore(Protocol):
     async def queued(self) -> list[Conversation]: ...
 
     async def assigned_to(self, agent_id: str) -> list[Conversation]: ...
+
+
+class PrivacyRecords(Protocol):
+    """A visitor's personal data as a whole: export, erasure, and retention's deletions."""
+
+    async def visitor_exists(self, visitor_id: str) -> bool: ...
+
+    async def visitor_record(self, visitor_id: str) -> dict[str, Any] | None:
+        """The visitor with its conversations, messages and read marks (JSON-ready), or None."""
+        ...
+
+    async def erase_visitor(self, visitor_id: str) -> dict[str, int] | None:
+        """Delete every row of the visitor; rows deleted per table, or None if unknown."""
+        ...
+
+    async def delete_resolved_before(self, cutoff: datetime, limit: int) -> dict[str, int]:
+        """Delete up to `limit` resolved conversations last changed before `cutoff` (with their
+        messages and read marks) in one transaction; rows deleted per table."""
+        ...
 
 
 class PresenceRecords(Protocol):

@@ -66,6 +66,11 @@ DATABASE_REFUSALS = Counter(
 ABUSE_DISCONNECTS = Counter(
     "socketsvc_abuse_disconnects_total", "Connections closed for sustained flooding", ["namespace"]
 )
+RETENTION_DELETED = Counter(
+    "socketsvc_retention_deleted_conversations_total",
+    "Resolved conversations deleted by retention (RETENTION_DAYS)",
+)
+VISITORS_ERASED = Counter("socketsvc_visitors_erased_total", "Visitors erased on request")
 
 
 @functools.cache

@@ -1,8 +1,9 @@
-"""HTTP routes: health, readiness, metrics, and the demo pages."""
+"""HTTP routes: health, readiness, metrics, the demo pages, and the visitors API (export, erase)."""
 
 from __future__ import annotations
 
 import asyncio
+import hmac
 import importlib.resources
 import re
 from collections.abc import Awaitable
@@ -11,6 +12,7 @@ from pathlib import Path
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from socketsvc.domain.errors import NotFound
 from socketsvc.keys import APP_METRICS, REDIS, SERVICES, SETTINGS
 
 DEMO_FILE = re.compile(r"^[A-Za-z0-9_-]+\.(html|js|css|svg|png|ico)$")
@@ -121,11 +123,56 @@ async def config(request: web.Request) -> web.Response:
     return web.json_response({"dev_mode": request.app[SETTINGS].dev_mode})
 
 
+def _admin(request: web.Request) -> web.Response | None:
+    """None when the request carries `Authorization: Bearer $ADMIN_TOKEN`, else the 401."""
+    expected = request.app[SETTINGS].admin_token
+    header = request.headers.get("Authorization", "")
+    scheme, _, given = header.partition(" ")
+    if (
+        expected is not None
+        and scheme.lower() == "bearer"
+        and hmac.compare_digest(given.strip().encode(), expected.encode())
+    ):
+        return None
+    message = "ADMIN_TOKEN is not set" if expected is None else "a valid bearer token is required"
+    return web.json_response(
+        {"error": "unauthorized", "message": message},
+        status=401,
+        headers={"WWW-Authenticate": 'Bearer realm="socketsvc"'},
+    )
+
+
+async def export_visitor(request: web.Request) -> web.Response:
+    """`GET /api/visitors/{id}`: the visitor's conversations, messages and read marks."""
+    refused = _admin(request)
+    if refused is not None:
+        return refused
+    try:
+        record = await request.app[SERVICES].privacy.export(request.match_info["visitor_id"])
+    except NotFound:
+        return web.json_response({"error": "not_found", "message": "no such visitor"}, status=404)
+    return web.json_response(record)
+
+
+async def erase_visitor(request: web.Request) -> web.Response:
+    """`DELETE /api/visitors/{id}`: every row of the visitor deleted; the counts per table."""
+    refused = _admin(request)
+    if refused is not None:
+        return refused
+    try:
+        counts = await request.app[SERVICES].privacy.erase(request.match_info["visitor_id"])
+    except NotFound:
+        return web.json_response({"error": "not_found", "message": "no such visitor"}, status=404)
+    return web.json_response({"erased": True, "deleted": counts})
+
+
 def add_routes(app: web.Application) -> None:
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics)
     app.router.add_get("/config.json", config)
+    app.router.add_get("/api/visitors/{visitor_id}", export_visitor)
+    app.router.add_delete("/api/visitors/{visitor_id}", erase_visitor)
     if app[SETTINGS].dev_mode:
         app.router.add_post("/dev/agent-token", dev_agent_token)
     app.router.add_get("/", index)

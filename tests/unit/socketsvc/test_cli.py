@@ -74,7 +74,7 @@ def test_settings_prints_the_declarations_without_reading_them(tmp_path: Path) -
     markdown = run(tmp_path, "settings", "--markdown", PORT="abc")
     assert markdown.returncode == 0, markdown.stderr
     assert markdown.stdout == markdown_table()
-    assert markdown.stdout.count("\n| `") == 30
+    assert markdown.stdout.count("\n| `") == 32
     plain = run(tmp_path, "settings", PORT="abc")
     assert plain.returncode == 0, plain.stderr
     assert plain.stdout == plain_list()
@@ -272,3 +272,85 @@ def test_serve_on_a_newer_schema_exits_with_the_message_not_a_traceback(
     assert "deploy the newer socketsvc release, or downgrade" in done.stderr
     assert "Traceback" not in done.stderr
     assert "listening on" not in done.stderr
+
+
+# visitor export / delete --------------------------------------------------------------------------
+
+
+def _seed(database_url: str) -> None:
+    """Visitors v1 (a conversation: greeting, a message, its read mark) and v2 (one greeting)."""
+    from socketsvc.domain.models import Role, Sender
+    from socketsvc.storage.store import Store
+
+    async def run() -> None:
+        store = await Store.open(database_url)
+        try:
+            bot = Sender(Role.BOT, "bot", "Bot")
+            for vid in ("v1", "v2"):
+                await store.ensure_visitor(vid, f"Visitor {vid}")
+                created = await store.create_conversation(vid, (bot, "Hello!"), f"c-{vid}")
+                assert created.conversation.id == f"c-{vid}"
+            v1 = Sender(Role.VISITOR, "v1", "Visitor v1")
+            assert await store.append_message("c-v1", v1, "my email is a@example.com", "m1")
+            await store.mark_read("c-v1", v1, 2)
+        finally:
+            await store.close()
+
+    asyncio.run(run())
+
+
+def test_help_lists_the_visitor_commands(
+    clean_env: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    out = capsys.readouterr().out
+    assert "socketsvc visitor export ID" in out and "socketsvc visitor delete ID" in out
+
+
+def test_visitor_export_then_delete(
+    sqlite_url: str,
+    clean_env: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    import json
+
+    monkeypatch.setenv("DATABASE_URL", sqlite_url)
+    monkeypatch.setenv("SOCKETSVC_SECRET", SECRET)
+    _seed(sqlite_url)
+    capsys.readouterr()
+    assert main(["visitor", "export", "v1"]) == 0
+    exported = json.loads(capsys.readouterr().out)
+    assert exported["visitor"]["id"] == "v1" and exported["visitor"]["name"] == "Visitor v1"
+    (conversation,) = exported["conversations"]
+    assert conversation["id"] == "c-v1" and conversation["state"] == "bot"
+    assert [(m["seq"], m["sender"]["role"], m["text"]) for m in conversation["messages"]] == [
+        (1, "bot", "Hello!"),
+        (2, "visitor", "my email is a@example.com"),
+    ]
+    assert [(r["role"], r["id"], r["seq"]) for r in conversation["read_marks"]] == [
+        ("visitor", "v1", 2)
+    ]
+    assert {"created_at", "updated_at"} <= set(conversation)
+
+    assert main(["visitor", "delete", "v1"]) == 0
+    deleted = json.loads(capsys.readouterr().out)
+    assert deleted == {
+        "erased": "v1",
+        "deleted": {"conversations": 1, "messages": 2, "read_marks": 1, "visitors": 1},
+    }
+    assert main(["visitor", "export", "v1"]) == 1
+    assert "no visitor v1" in capsys.readouterr().err
+    assert main(["visitor", "delete", "v1"]) == 1
+    capsys.readouterr()
+    assert main(["visitor", "export", "v2"]) == 0  # the other visitor is untouched
+    assert len(json.loads(capsys.readouterr().out)["conversations"][0]["messages"]) == 1
+
+
+def test_visitor_commands_need_an_id(clean_env: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    for action in ("export", "delete"):
+        with pytest.raises(SystemExit) as exited:
+            main(["visitor", action])
+        assert exited.value.code == 2
+    assert "ID" in capsys.readouterr().err

@@ -321,7 +321,7 @@ def test_readme_rows_and_declarations_name_the_same_variables() -> None:
     rows = [line.split("|")[1] for line in table.splitlines() if line.startswith("| `")]
     in_readme = [name for row in rows for name in re.findall(r"`([A-Z_]+)`", row)]
     assert sorted(in_readme) == sorted(s.env for s in SETTINGS)
-    assert len(SETTINGS) == len({s.env for s in SETTINGS}) == 33
+    assert len(SETTINGS) == len({s.env for s in SETTINGS}) == 35
 
 
 @pytest.mark.parametrize(
@@ -381,6 +381,7 @@ def test_ranges_and_choices_are_declared() -> None:
         "MAX_TEXT_LENGTH": (int, 1, 16000),
         "VISITOR_TOKEN_TTL": (int, 60, None),
         "AGENT_GRACE_SECONDS": (float, 0.0, None),
+        "RETENTION_DAYS": (int, 0, None),
         "BOT_DELAY": (float, 0.0, 60.0),
         "MESSAGE_RATE": (float, 0.01, None),
         "MESSAGE_BURST": (float, 1.0, None),
@@ -445,3 +446,16 @@ def test_malformed_declarations_are_refused_at_import() -> None:
         ("PORT", "port", int, 8080),
         ("OTHER", "other", float, 1.0),
     ]
+
+
+def test_retention_days_and_admin_token(in_tmp: Path) -> None:
+    default = Settings.from_env({})
+    assert default.retention_days == 0 and default.admin_token is None
+    assert Settings.from_env({"RETENTION_DAYS": "30"}).retention_days == 30
+    with pytest.raises(SettingsError, match="RETENTION_DAYS"):
+        Settings.from_env({"RETENTION_DAYS": "-1"})
+    with pytest.raises(SettingsError, match="ADMIN_TOKEN must be at least 32 bytes"):
+        Settings.from_env({"ADMIN_TOKEN": "short"})
+    token = "a" * 32
+    configured = Settings.from_env({"ADMIN_TOKEN": token})
+    assert configured.admin_token == token and token not in repr(configured)
