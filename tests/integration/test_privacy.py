@@ -101,6 +101,7 @@ def cli(url: str, *args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
+@pytest.mark.slow  # runs the CLI as a process
 async def test_visitor_delete_leaves_no_row_of_it_and_its_token_is_refused(
     database_url: str, start_app: Any, clients: list[ChatClient]
 ) -> None:

@@ -57,6 +57,7 @@ def test_help_describes_the_commands_and_the_environment(tmp_path: Path) -> None
     assert "/chat" in out and "/agent" in out
 
 
+@pytest.mark.slow  # runs the CLI as a process
 def test_help_lists_every_setting_with_its_default(tmp_path: Path) -> None:
     done = run(tmp_path, "--help")
     assert done.returncode == 0, done.stderr
@@ -82,6 +83,7 @@ def test_settings_prints_the_declarations_without_reading_them(tmp_path: Path) -
     assert not (tmp_path / SECRET_FILE).exists()
 
 
+@pytest.mark.slow  # runs the CLI as a process
 def test_top_level_help_mentions_token_agent(tmp_path: Path) -> None:
     done = run(tmp_path, "--help")
     assert done.returncode == 0
@@ -100,6 +102,7 @@ def test_token_help_lists_agent_and_its_options(tmp_path: Path) -> None:
         assert option in agent.stdout
 
 
+@pytest.mark.slow  # runs the CLI as a process
 def test_token_agent_prints_a_verifiable_jwt(tmp_path: Path) -> None:
     done = run(tmp_path, "token", "agent", "--id", "a1", "--name", "Alice", SOCKETSVC_SECRET=SECRET)
     assert done.returncode == 0, done.stderr
@@ -113,6 +116,7 @@ def test_token_agent_prints_a_verifiable_jwt(tmp_path: Path) -> None:
     assert not (tmp_path / SECRET_FILE).exists()
 
 
+@pytest.mark.slow  # runs the CLI as a process
 def test_bad_setting_exits_2_naming_it(tmp_path: Path) -> None:
     done = run(tmp_path, "token", "agent", "--id", "a1", "--name", "Alice", PORT="abc")
     assert done.returncode == 2
@@ -121,6 +125,7 @@ def test_bad_setting_exits_2_naming_it(tmp_path: Path) -> None:
     assert done.stdout == ""
 
 
+@pytest.mark.slow  # runs the CLI as a process
 def test_bad_setting_stops_serve_before_listening(tmp_path: Path) -> None:
     done = run(tmp_path, SOCKETSVC_SECRET=SECRET, PORT="abc")
     assert done.returncode == 2
