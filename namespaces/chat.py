@@ -32,18 +32,20 @@ class ChatNamespace(Namespace):
         try:
             address = self.admit_connection(sid, environ)
             token, identity = _credentials(auth)
-            if token is not None and identity is None:
-                # An erased visitor's token must not bring the visitor back (domain/privacy.py).
-                await self.services.privacy.check_visitor_token(token)
             session = await self.services.conversations.open_session(token, identity)
         except ServiceError as exc:
             raise self.refuse(exc) from None
         except Exception:
             log.exception("%s connection failed", self.namespace)
             raise self.refuse(Unavailable("service unavailable")) from None
-        conversation = session.conversation
-        self.connection_opened(sid, VisitorConnection(address, session.visitor, conversation.id))
-        await self.enter_room(sid, rooms.conversation(conversation.id))
+        conversation_id = session.conversation_id
+        self.connection_opened(
+            sid,
+            VisitorConnection(
+                address, session.visitor, conversation_id, session.conversation is not None
+            ),
+        )
+        await self.enter_room(sid, rooms.conversation(conversation_id))
         metrics.CONNECTS.labels(namespace=self.namespace).inc()
         if session.resumed:
             metrics.RESUMED.inc()
@@ -67,10 +69,15 @@ class ChatNamespace(Namespace):
 
     async def on_message(self, sid: str, *args: Any) -> dict[str, Any]:
         data = schemas.load(self.message_schema, args)
-        visitor, conversation_id = await self._who(sid)
+        connection = self._visitor(sid)
         message = await self.services.conversations.post_visitor_message(
-            visitor, conversation_id, data["client_id"], data["text"]
+            connection.visitor,
+            connection.conversation_id,
+            data["client_id"],
+            data["text"],
+            started=connection.started,
         )
+        connection.started = True
         return {"message": message.to_dict()}
 
     async def on_typing(self, sid: str, *args: Any) -> dict[str, Any]:
@@ -91,36 +98,46 @@ class ChatNamespace(Namespace):
 
     async def on_sync(self, sid: str, *args: Any) -> dict[str, Any]:
         data = schemas.load(self.sync_schema, args)
-        _, conversation_id = await self._who(sid)
+        visitor, conversation_id = await self._who(sid)
         result = await self.services.conversations.sync(
-            conversation_id, data["after_seq"], data["limit"]
+            conversation_id, data["after_seq"], data["limit"], promised_to=visitor.id
         )
         return result.to_dict()
 
     async def on_handoff(self, sid: str, *args: Any) -> dict[str, Any]:
         data = schemas.load(self.handoff_schema, args)
-        _, conversation_id = await self._who(sid)
+        connection = self._visitor(sid)
+        if not connection.started:
+            # Asking for a human before writing stores the conversation (greeting only) first.
+            await self.services.conversations.start(connection.visitor)
+            connection.started = True
         conversation = await self.services.routing.handoff(
-            conversation_id, data["reason"], by="visitor"
+            connection.conversation_id, data["reason"], by="visitor"
         )
         return {"state": conversation.state.value}
 
     async def _who(self, sid: str) -> tuple[Visitor, str]:
+        connection = self._visitor(sid)
+        return connection.visitor, connection.conversation_id
+
+    def _visitor(self, sid: str) -> VisitorConnection:
         connection = self.connection(sid)
         if not isinstance(connection, VisitorConnection):
             raise Unauthorized("no visitor session on this connection")
-        return connection.visitor, connection.conversation_id
+        return connection
 
 
 class VisitorConnection(Connection):
-    """A visitor's connection: who it is and its conversation (whose room it is in)."""
+    """A visitor's connection: who it is, its conversation (whose room it is in), and whether
+    that conversation was stored when last seen here (False: promised, see `Session`)."""
 
-    __slots__ = ("conversation_id", "visitor")
+    __slots__ = ("conversation_id", "started", "visitor")
 
-    def __init__(self, address: str, visitor: Visitor, conversation_id: str) -> None:
+    def __init__(self, address: str, visitor: Visitor, conversation_id: str, started: bool) -> None:
         super().__init__(address)
         self.visitor = visitor
         self.conversation_id = conversation_id
+        self.started = started
 
 
 def _credentials(auth: Any) -> tuple[str | None, str | None]:

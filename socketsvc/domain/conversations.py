@@ -6,6 +6,7 @@ a `Broadcaster` (domain.ports).
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -13,8 +14,9 @@ from typing import Any
 
 from socketsvc.bots.base import Bot, BotContext
 from socketsvc.domain import payloads
-from socketsvc.domain.errors import Forbidden, Invalid, NotFound
+from socketsvc.domain.errors import Forbidden, Invalid, NotFound, VisitorErased
 from socketsvc.domain.models import (
+    Append,
     Conversation,
     Message,
     Role,
@@ -33,22 +35,29 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class Session:
-    """A connected visitor: who it is, its conversation, and a fresh token to resume with."""
+    """A connected visitor: who it is, its conversation, and a fresh token to resume with.
+
+    `conversation` is None while the visitor has not written: its id is promised
+    (`conversation_id`) and the greeting is sent, but nothing is stored until the first message.
+    """
 
     visitor: Visitor
-    conversation: Conversation
+    conversation_id: str
+    conversation: Conversation | None
     token: str
     greeting: Message | None
     resumed: bool
     context: ConversationContext
 
     def to_dict(self) -> dict[str, Any]:
+        conversation = self.conversation
         return {
             "visitor_token": self.token,
             "visitor_id": self.visitor.id,
-            "conversation_id": self.conversation.id,
-            "state": self.conversation.state.value,
-            "last_seq": self.conversation.last_seq,
+            "conversation_id": self.conversation_id,
+            "state": State.BOT.value if conversation is None else conversation.state.value,
+            "last_seq": 0 if conversation is None else conversation.last_seq,
+            "started": conversation is not None,
             **self.context.to_dict(),
         }
 
@@ -77,12 +86,14 @@ class SyncResult:
     state: State
     last_seq: int
     context: ConversationContext
+    started: bool = True
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "messages": [m.to_dict() for m in self.messages],
             "state": self.state.value,
             "last_seq": self.last_seq,
+            "started": self.started,
             **self.context.to_dict(),
         }
 
@@ -93,6 +104,29 @@ def visitor_sender(visitor: Visitor) -> Sender:
 
 def bot_sender(bot: Bot) -> Sender:
     return Sender(Role.BOT, "bot", bot.name)
+
+
+def _derived_id(kind: str, source: str) -> str:
+    """32 hex digits (the shape of `new_id`) derived from `source`; never to change, since
+    stored conversations and greetings carry these ids."""
+    return hashlib.blake2b(f"{kind}:{source}".encode(), digest_size=16).hexdigest()
+
+
+def promised_conversation_id(visitor_id: str) -> str:
+    """The id a visitor's conversation gets when it is stored, known before: every connection
+    of a visitor who has not written yet joins the same room, and the id proves ownership
+    without a lookup. (After retention deleted a visitor's resolved conversation, its next one
+    has the same id again.)"""
+    return _derived_id("socketsvc-conversation", visitor_id)
+
+
+def greeting_id(conversation_id: str) -> str:
+    """The greeting's message id: the same when sent before it is stored and once stored."""
+    return _derived_id("socketsvc-greeting", conversation_id)
+
+
+NO_CONTEXT = ConversationContext(None, None, [])
+"""A conversation just started (or not yet): no agent, queue position or read marks."""
 
 
 class ConversationService:
@@ -117,7 +151,10 @@ class ConversationService:
         """Resume the visitor a token names, or start a new visitor when `token` is None.
 
         With `identity` (the host site's signed assertion of its logged-in user) the visitor is
-        that user on every device. A new conversation starts with the bot's greeting as seq 1.
+        that user on every device. A new visitor, and one who has not written yet, costs no
+        write: its conversation is promised (`Session.conversation` None) and greeted, and
+        stored by `post_visitor_message` or `start`. A resume reads once (the erasure marker and
+        the latest conversation); an erased visitor is refused (`VisitorErased`).
         """
         if identity is not None:
             user = self.tokens.verify_identity(identity)
@@ -127,37 +164,56 @@ class ConversationService:
         else:
             visitor_id, name = new_id(), None
         resumed = identity is not None or token is not None
-        name = name or f"Visitor {visitor_id[:4]}"
+        visitor = Visitor(visitor_id, name or f"Visitor {visitor_id[:4]}", utcnow())
+        conversation: Conversation | None = None
         if resumed:
-            visitor = await self.store.ensure_visitor(visitor_id, name)
-            conversation = await self.store.current_conversation(visitor.id)
-        else:
-            visitor, conversation = Visitor(visitor_id, name, utcnow()), None
-        greeting: Message | None = None
-        if conversation is None:
-            conversation_id = new_id()
-            text = await self.bot.greeting(BotContext(conversation_id, visitor.name))
-            created = await self.store.create_conversation(
-                visitor.id,
-                (bot_sender(self.bot), text),
-                conversation_id=conversation_id,
-                new_visitor_name=None if resumed else visitor.name,
+            erased, conversation = await self.store.returning_visitor(visitor_id)
+            if erased:
+                raise VisitorErased()
+        token_out = self.tokens.mint_visitor(visitor_id)
+        if conversation is not None:
+            return Session(
+                visitor,
+                conversation.id,
+                conversation,
+                token_out,
+                None,
+                True,
+                await self.context(conversation),
             )
-            conversation = created.conversation
-            greeting = created.messages[0]
-            metrics.CONVERSATIONS_STARTED.inc()
-            # A conversation created just now has no agent, queue position or read marks.
-            context = ConversationContext(None, None, [])
-        else:
-            context = await self.context(conversation)
-        return Session(
-            visitor,
-            conversation,
-            self.tokens.mint_visitor(visitor.id),
-            greeting,
-            resumed,
-            context,
+        conversation_id = promised_conversation_id(visitor_id)
+        greeting = await self.greeting(visitor, conversation_id)
+        return Session(visitor, conversation_id, None, token_out, greeting, resumed, NO_CONTEXT)
+
+    async def greeting(self, visitor: Visitor, conversation_id: str) -> Message:
+        """The bot's greeting, seq 1 of the conversation (sent before it is stored)."""
+        text = await self.bot.greeting(BotContext(conversation_id, visitor.name))
+        return Message(
+            greeting_id(conversation_id),
+            conversation_id,
+            1,
+            None,
+            bot_sender(self.bot),
+            text,
+            utcnow(),
         )
+
+    async def start(
+        self, visitor: Visitor, first: tuple[str, str | None] | None = None
+    ) -> Conversation:
+        """The visitor's promised conversation, stored now with the greeting (and `first`:
+        the visitor's text and client_id) unless it is stored already; as it is now."""
+        conversation_id = promised_conversation_id(visitor.id)
+        greeting = await self.greeting(visitor, conversation_id)
+        message = None if first is None else (visitor_sender(visitor), first[0], first[1])
+        started = await self.store.start_conversation(visitor, greeting, message)
+        if started is None:
+            found = await self.store.get_conversation(conversation_id)
+            if found is None:  # pragma: no cover - it existed a moment ago
+                raise NotFound("no such conversation")
+            return found
+        metrics.CONVERSATIONS_STARTED.inc()
+        return started.conversation
 
     async def context(self, conversation: Conversation) -> ConversationContext:
         agent = payloads.agent_ref(conversation) if conversation.state == State.ASSIGNED else None
@@ -168,27 +224,44 @@ class ConversationService:
             [payloads.read_mark(role, reader, seq) for role, reader, seq in marks],
         )
 
-    async def conversation_of(self, visitor_id: str, conversation_id: str) -> Conversation:
-        """The conversation, if this visitor owns it (`forbidden` or `not_found` otherwise)."""
+    async def conversation_of(self, visitor_id: str, conversation_id: str) -> Conversation | None:
+        """The conversation, if this visitor owns it (`forbidden` or `not_found` otherwise);
+        None for the visitor's promised conversation while it is not stored."""
         conversation = await self.store.get_conversation(conversation_id)
         if conversation is None:
+            if conversation_id == promised_conversation_id(visitor_id):
+                return None
             raise NotFound("no such conversation")
         if conversation.visitor_id != visitor_id:
             raise Forbidden("not your conversation")
         return conversation
 
     async def post_visitor_message(
-        self, visitor: Visitor, conversation_id: str, client_id: str | None, text: str
+        self,
+        visitor: Visitor,
+        conversation_id: str,
+        client_id: str | None,
+        text: str,
+        *,
+        started: bool = True,
     ) -> Message:
         """Store, publish and return a visitor's message; a retry returns the first one.
 
-        `conversation_id` is the visitor's own (taken from its session). A message to a
-        resolved conversation reopens it with the bot.
+        `conversation_id` is the visitor's own (taken from its session); `started` False: the
+        session found it promised, not stored, so the message first tries to store it, with the
+        greeting before it (one transaction), and otherwise appends. A message to a resolved
+        conversation reopens it with the bot.
         """
-        appended = await self.store.append_message(
-            conversation_id, visitor_sender(visitor), text, client_id
-        )
-        if appended is None:  # pragma: no cover - the conversation row cannot vanish
+        sender = visitor_sender(visitor)
+        appended: Append | None = None
+        if not started and conversation_id == promised_conversation_id(visitor.id):
+            appended = await self._start_with(visitor, text, client_id)
+        if appended is None:
+            appended = await self.store.append_message(conversation_id, sender, text, client_id)
+        if appended is None and conversation_id == promised_conversation_id(visitor.id):
+            # Stored after all, then deleted (retention of a resolved conversation): anew.
+            appended = await self._start_with(visitor, text, client_id)
+        if appended is None:
             raise NotFound("no such conversation")
         if not appended.created:
             metrics.DUPLICATES.inc()
@@ -201,6 +274,20 @@ class ConversationService:
         if self.on_visitor_message is not None:
             self.on_visitor_message(conversation, appended.message)
         return appended.message
+
+    async def _start_with(
+        self, visitor: Visitor, text: str, client_id: str | None
+    ) -> Append | None:
+        """Store the promised conversation with this first message; None if it is stored."""
+        conversation_id = promised_conversation_id(visitor.id)
+        greeting = await self.greeting(visitor, conversation_id)
+        started = await self.store.start_conversation(
+            visitor, greeting, (visitor_sender(visitor), text, client_id)
+        )
+        if started is None:
+            return None
+        metrics.CONVERSATIONS_STARTED.inc()
+        return Append(started.messages[-1], created=True, conversation=started.conversation)
 
     async def post_agent_message(
         self, agent: Sender, conversation_id: str, client_id: str | None, text: str
@@ -227,9 +314,16 @@ class ConversationService:
         return changed.conversation
 
     async def typing(
-        self, conversation: Conversation, sender: Sender, typing: bool, origin: str | None = None
+        self,
+        conversation: Conversation | None,
+        sender: Sender,
+        typing: bool,
+        origin: str | None = None,
     ) -> None:
-        """Tell the conversation's other connections that `sender` is (not) typing."""
+        """Tell the conversation's other connections that `sender` is (not) typing (nobody, for
+        a promised conversation: no agent or bot can be in it yet)."""
+        if conversation is None:
+            return
         await self.broadcaster.to_conversation(
             conversation.id,
             conversation.agent_id,
@@ -238,8 +332,18 @@ class ConversationService:
             skip=origin,
         )
 
-    async def mark_read(self, conversation: Conversation, reader: Sender, seq: int) -> int:
-        """Record that `reader` has seen everything up to `seq`, and tell the conversation."""
+    async def mark_read(self, conversation: Conversation | None, reader: Sender, seq: int) -> int:
+        """Record that `reader` has seen everything up to `seq`, and tell the conversation.
+
+        For a promised conversation (None) only the greeting (seq 1) can have been seen: that
+        is accepted and not recorded (nobody else can be told).
+        """
+        if conversation is None:
+            if seq > 1:
+                raise Invalid(
+                    "seq is beyond the last message", {"seq": ["Beyond the last message."]}
+                )
+            return seq
         if seq > conversation.last_seq:
             raise Invalid("seq is beyond the last message", {"seq": ["Beyond the last message."]})
         stored = await self.store.mark_read(conversation.id, reader, seq)
@@ -258,15 +362,21 @@ class ConversationService:
         after_seq: int,
         limit: int,
         allowed: Callable[[Conversation], None] | None = None,
+        *,
+        promised_to: str | None = None,
     ) -> SyncResult:
         """Messages after `after_seq`, with the state and last seq read after them.
 
         `allowed` raises if the asker may not read the conversation as it is then (checked on
         that one read of the conversation; the messages read before are dropped).
+        `promised_to`: the visitor asking; its promised conversation, not stored yet, syncs
+        as empty (`started` False) instead of `not_found`.
         """
         found = await self.store.messages_after(conversation_id, after_seq, limit)
         conversation = await self.store.get_conversation(conversation_id)
         if conversation is None:
+            if promised_to is not None and conversation_id == promised_conversation_id(promised_to):
+                return SyncResult([], State.BOT, 0, NO_CONTEXT, started=False)
             raise NotFound("no such conversation")
         if allowed is not None:
             allowed(conversation)

@@ -47,6 +47,13 @@ class Unauthorized(ServiceError):
     code = "unauthorized"
 
 
+class VisitorErased(Unauthorized):
+    """The visitor a token names was erased on request (domain/privacy.py)."""
+
+    def __init__(self) -> None:
+        super().__init__("this visitor is not known here (erased): connect without a token")
+
+
 class Forbidden(ServiceError):
     code = "forbidden"
 

@@ -33,6 +33,20 @@ class ConversationStore(Protocol):
 
     async def get_visitor(self, visitor_id: str) -> Visitor | None: ...
 
+    async def returning_visitor(self, visitor_id: str) -> tuple[bool, Conversation | None]:
+        """(erased, the visitor's most recent conversation)."""
+        ...
+
+    async def start_conversation(
+        self,
+        visitor: Visitor,
+        greeting: Message,
+        first: tuple[Sender, str, str | None] | None = None,
+    ) -> Transition | None:
+        """Store a promised conversation with its greeting (and first message); None if it
+        exists already; `VisitorErased` if the visitor was erased."""
+        ...
+
     async def create_conversation(
         self,
         visitor_id: str,
@@ -123,8 +137,6 @@ class ConversationStore(Protocol):
 
 class PrivacyRecords(Protocol):
     """A visitor's personal data as a whole: export, erasure, and retention's deletions."""
-
-    async def visitor_exists(self, visitor_id: str) -> bool: ...
 
     async def visitor_record(self, visitor_id: str) -> dict[str, Any] | None:
         """The visitor with its conversations, messages and read marks (JSON-ready), or None."""

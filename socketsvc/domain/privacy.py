@@ -1,11 +1,9 @@
 """Personal data: a visitor's export and erasure, and the retention of resolved conversations.
 
-Erasure leaves no row of the visitor (see storage/privacy.py for the tables). Its visitor tokens
-are then refused at connect because a visitor token is honoured only while its visitor is stored
-(`check_visitor_token`): every visitor this service creates is stored with its first
-conversation, in the same transaction, and retention never deletes visitor rows, so the only
-visitors a valid token can name that are not stored are erased ones (or ones of a database that
-was replaced). No marker of the erased id is kept.
+Erasure leaves no row of the visitor's data (see storage/privacy.py for the tables); only its id
+is kept, as an erasure marker. A visitor is stored only once it writes (a page view stores
+nothing), so a missing visitor row is normal: it is the marker that makes the conversation service
+refuse the visitor's tokens at connect and its next message (`VisitorErased`).
 """
 
 from __future__ import annotations
@@ -16,7 +14,7 @@ from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
 from typing import Any
 
-from socketsvc.domain.errors import NotFound, Unauthorized, Unavailable
+from socketsvc.domain.errors import NotFound, Unavailable
 from socketsvc.domain.models import utcnow
 from socketsvc.domain.ports import PrivacyRecords
 from socketsvc.domain.tokens import TokenService
@@ -76,12 +74,6 @@ class PrivacyService:
             counts["read_marks"],
         )
         return counts
-
-    async def check_visitor_token(self, token: Any) -> None:
-        """`Unauthorized` unless the token is valid and names a stored visitor."""
-        visitor_id = self.tokens.verify_visitor(token)
-        if not await self.records.visitor_exists(visitor_id):
-            raise Unauthorized("this visitor is not known here (erased): connect without a token")
 
     # retention --------------------------------------------------------------------------------
 

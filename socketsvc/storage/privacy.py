@@ -3,6 +3,7 @@
 Every row of a visitor is reached from `visitors.id`: its conversations (`visitor_id`), their
 messages and read marks (`conversation_id`), and the visitor's own read marks
 (`reader_role='visitor'`, `reader_id`). `agents` and `agent_connections` hold agents only.
+`erased_visitors` keeps the ids of erased visitors (no personal data) so their tokens are refused.
 """
 
 from __future__ import annotations
@@ -13,9 +14,9 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from socketsvc.domain.models import Role, State
+from socketsvc.domain.models import Role, State, utcnow
 from socketsvc.storage.store import Store
-from socketsvc.storage.tables import conversations, messages, read_marks, visitors
+from socketsvc.storage.tables import conversations, erased_visitors, messages, read_marks, visitors
 
 
 class PrivacyStore:
@@ -23,9 +24,6 @@ class PrivacyStore:
 
     def __init__(self, store: Store) -> None:
         self.store = store
-
-    async def visitor_exists(self, visitor_id: str) -> bool:
-        return await self.store.get_visitor(visitor_id) is not None
 
     async def visitor_record(self, visitor_id: str) -> dict[str, Any] | None:
         """The visitor and every conversation of it, with messages and read marks, or None."""
@@ -106,7 +104,8 @@ class PrivacyStore:
         }
 
     async def erase_visitor(self, visitor_id: str) -> dict[str, int] | None:
-        """Delete every row of the visitor in one transaction; the counts, or None if unknown."""
+        """Delete every row of the visitor and keep its id in `erased_visitors` (so that its
+        tokens are refused), in one transaction; the counts, or None if unknown."""
         async with self.store.write() as conn:
             found = (
                 await conn.execute(sa.select(visitors.c.id).where(visitors.c.id == visitor_id))
@@ -127,6 +126,7 @@ class PrivacyStore:
             counts["visitors"] = (
                 await conn.execute(visitors.delete().where(visitors.c.id == visitor_id))
             ).rowcount
+            await conn.execute(erased_visitors.insert().values(id=visitor_id, erased_at=utcnow()))
         return counts
 
     async def delete_resolved_before(self, cutoff: datetime, limit: int) -> dict[str, int]:

@@ -28,6 +28,8 @@ from socketsvc.storage.tables import metadata
 
 MIGRATIONS = Path(__file__).with_name("migrations")
 BASELINE = "0001_baseline"
+HEAD = "0002_visitor_erasures"
+"""The newest revision this code knows (a test checks it is the migrations' only head)."""
 ADVISORY_LOCK = 7460113
 """PostgreSQL: processes that open or migrate the database at the same time take turns."""
 

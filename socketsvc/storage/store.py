@@ -22,6 +22,7 @@ import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from socketsvc.domain.errors import VisitorErased
 from socketsvc.domain.models import (
     SYSTEM,
     Append,
@@ -53,7 +54,13 @@ from socketsvc.storage.database import (
 )
 from socketsvc.storage.outages import OUTAGES, is_outage
 from socketsvc.storage.pacing import CommitPacer
-from socketsvc.storage.tables import conversations, messages, read_marks, visitors
+from socketsvc.storage.tables import (
+    conversations,
+    erased_visitors,
+    messages,
+    read_marks,
+    visitors,
+)
 
 MAX_BATCH = 256
 
@@ -229,6 +236,83 @@ class Store:
         _count_stored(stored)
         return Transition(conversation, stored)
 
+    async def returning_visitor(self, visitor_id: str) -> tuple[bool, Conversation | None]:
+        """(erased, the visitor's most recent conversation), read on one connection: what a
+        reconnecting visitor's handshake needs to know."""
+        erased = sa.select(erased_visitors.c.id).where(erased_visitors.c.id == visitor_id)
+        async with self.read() as conn:
+            if (await conn.execute(erased)).first() is not None:
+                return True, None
+            row = (await conn.execute(_current_query(visitor_id))).first()
+        return False, None if row is None else _conversation(row._mapping)
+
+    async def start_conversation(
+        self,
+        visitor: Visitor,
+        greeting: Message,
+        first: tuple[Sender, str, str | None] | None = None,
+    ) -> Transition | None:
+        """Store a conversation that was only promised so far: its visitor (if new), the
+        conversation `greeting.conversation_id` in the `bot` state, the greeting as seq 1 and
+        `first` (sender, text, client_id), if given, as seq 2, in one transaction.
+
+        None, changing nothing, if that conversation exists already (another connection of the
+        visitor started it); `VisitorErased` if the visitor was erased.
+        """
+        now = utcnow()
+        stored = [
+            Message(
+                greeting.id, greeting.conversation_id, 1, None, greeting.sender, greeting.text, now
+            )
+        ]
+        if first is not None:
+            sender, text, client_id = first
+            stored.append(new_message(greeting.conversation_id, 2, sender, text, client_id, now))
+        conversation = Conversation(
+            id=greeting.conversation_id,
+            visitor_id=visitor.id,
+            state=State.BOT,
+            last_seq=len(stored),
+            agent_id=None,
+            agent_name=None,
+            queued_at=None,
+            bot_fallbacks=0,
+            human_offered=False,
+            created_at=now,
+            updated_at=now,
+        )
+        try:
+            async with self.write() as conn:
+                erased = sa.select(erased_visitors.c.id).where(erased_visitors.c.id == visitor.id)
+                if (await conn.execute(erased)).first() is not None:
+                    raise VisitorErased()
+                known = sa.select(visitors.c.id).where(visitors.c.id == visitor.id)
+                if (await conn.execute(known)).first() is None:
+                    await conn.execute(
+                        visitors.insert().values(id=visitor.id, name=visitor.name, created_at=now)
+                    )
+                await conn.execute(
+                    conversations.insert().values(
+                        id=conversation.id,
+                        visitor_id=visitor.id,
+                        state=conversation.state.value,
+                        last_seq=conversation.last_seq,
+                        bot_fallbacks=0,
+                        human_offered=False,
+                        created_at=now,
+                        updated_at=now,
+                    )
+                )
+                await conn.execute(messages.insert(), [_message_row(m) for m in stored])
+        except IntegrityError:
+            # The conversation (or, for a visitor's first write on two processes at once, the
+            # visitor) was inserted meanwhile: the caller appends to it instead.
+            if await self.get_conversation(greeting.conversation_id) is not None:
+                return None
+            raise
+        _count_stored(stored)
+        return Transition(conversation, stored)
+
     async def get_conversation(self, conversation_id: str) -> Conversation | None:
         async with self.read() as conn:
             row = (
@@ -240,14 +324,8 @@ class Store:
 
     async def current_conversation(self, visitor_id: str) -> Conversation | None:
         """The visitor's most recent conversation."""
-        query = (
-            conversations.select()
-            .where(conversations.c.visitor_id == visitor_id)
-            .order_by(conversations.c.created_at.desc())
-            .limit(1)
-        )
         async with self.read() as conn:
-            row = (await conn.execute(query)).first()
+            row = (await conn.execute(_current_query(visitor_id))).first()
         return None if row is None else _conversation(row._mapping)
 
     async def transition(
@@ -730,6 +808,16 @@ class Store:
         async with self.read() as conn:
             rows = (await conn.execute(query)).all()
         return [_conversation(row._mapping) for row in rows]
+
+
+def _current_query(visitor_id: str) -> sa.Select[Any]:
+    """The visitor's most recent conversation (index `ix_conversations_visitor`)."""
+    return (
+        conversations.select()
+        .where(conversations.c.visitor_id == visitor_id)
+        .order_by(conversations.c.created_at.desc())
+        .limit(1)
+    )
 
 
 def _settle_all(

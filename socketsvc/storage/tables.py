@@ -16,6 +16,15 @@ visitors = sa.Table(
     sa.Column("created_at", Stamp, nullable=False),
 )
 
+erased_visitors = sa.Table(
+    "erased_visitors",
+    metadata,
+    sa.Column("id", sa.String(64), primary_key=True),
+    sa.Column("erased_at", Stamp, nullable=False),
+)
+"""Visitor ids erased on request: their tokens are refused (a visitor is stored only once it
+writes, so a missing `visitors` row does not mean erased)."""
+
 conversations = sa.Table(
     "conversations",
     metadata,

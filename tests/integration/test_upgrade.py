@@ -18,7 +18,7 @@ import pytest
 import sqlalchemy as sa
 
 from socketsvc.storage.database import create_engine
-from socketsvc.storage.schema import BASELINE
+from socketsvc.storage.schema import BASELINE, HEAD
 from tests.conftest import GENEROUS_LIMITS, ROOT, SECRET, ServiceProcess
 from tests.support.chat_client import ChatClient
 from tests.support.tokens import agent_token
@@ -194,10 +194,11 @@ async def test_a_database_of_the_previous_release_is_migrated_and_served_unchang
 
     first = migrate(env, tmp_path)
     assert first == (
-        f"socketsvc migrate: existing schema recognised as the baseline {BASELINE} and stamped"
+        f"socketsvc migrate: existing schema recognised as the baseline {BASELINE} and stamped; "
+        f"upgraded to {HEAD}"
     )
     second = migrate(env, tmp_path)
-    assert second == f"socketsvc migrate: schema up to date at revision {BASELINE}: nothing to do"
+    assert second == f"socketsvc migrate: schema up to date at revision {HEAD}: nothing to do"
 
     new = ServiceProcess(env, cwd=tmp_path)
     new.start()

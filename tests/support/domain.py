@@ -6,6 +6,7 @@ its public API and survives changes to the store underneath.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -30,7 +31,14 @@ class Domain:
         self.presence = services.presence
 
     async def visitor(self) -> Session:
-        """A new visitor with its new conversation (the bot's greeting is seq 1)."""
+        """A new visitor with its conversation stored (the bot's greeting is seq 1), as after
+        its first write; `page_view` for one that has not written."""
+        session = await self.page_view()
+        conversation = await self.conversations.start(session.visitor)
+        return dataclasses.replace(session, conversation=conversation)
+
+    async def page_view(self) -> Session:
+        """A new visitor's session: its conversation promised, nothing stored."""
         return await self.conversations.open_session(None)
 
     async def queued(self) -> Session:

@@ -40,6 +40,7 @@ async def test_connect_sends_session_then_greeting_unasked(app_server, clients, 
         "conversation_id",
         "state",
         "last_seq",
+        "started",  # False until the visitor's first message stores the conversation
         "read",  # additions: read marks, and agent / queue_position when they apply
         "agents_online",  # whether an agent is online (none here)
         "max_text_length",  # MAX_TEXT_LENGTH, for the client's input
@@ -47,7 +48,8 @@ async def test_connect_sends_session_then_greeting_unasked(app_server, clients, 
     assert session["read"] == []
     assert session["agents_online"] is False
     assert session["max_text_length"] == 4000
-    assert session["state"] == "bot" and session["last_seq"] == 1
+    assert session["state"] == "bot" and session["last_seq"] == 0
+    assert session["started"] is False
     greeting = await client.wait_message(lambda m: m["seq"] == 1)
     assert greeting["sender"]["role"] == "bot"
     assert greeting["conversation_id"] == session["conversation_id"]
@@ -96,7 +98,10 @@ async def test_other_tabs_see_messages_typing_and_read_receipts(app_server, clie
     token = tab1.session["visitor_token"]
     tab2 = await connect(app_server, clients, auth={"visitor_token": token})
     assert tab2.session["conversation_id"] == tab1.session["conversation_id"]
-    assert tab2.session["last_seq"] == 1 and not tab2.messages()  # no second greeting
+    # Nothing is stored until a first message: both tabs are greeted, with the same message.
+    assert tab2.session["last_seq"] == 0 and tab2.session["started"] is False
+    greetings = [await tab.wait_message(lambda m: m["seq"] == 1) for tab in (tab1, tab2)]
+    assert greetings[0] == {**greetings[1], "created_at": greetings[0]["created_at"]}
     ack = await tab1.send("hello there")
     assert await tab2.wait_message(lambda m: m["seq"] == 2) == ack["message"]
     assert await tab1.call("typing", {"typing": True}) == {"ok": True}
@@ -324,7 +329,9 @@ async def test_bad_payloads_get_error_acks_and_change_nothing(app_server, client
     after = await client.call("sync", {"after_seq": 0})
     assert after == before
     assert client.sio.connected
-    assert [e for e, _ in watcher.events if e != "session"] == []
+    # The watcher's only events: its session and its greeting (nothing is stored yet).
+    assert [(e, d.get("seq")) for e, d in watcher.events if e != "session"] == [("message", 1)]
+    assert after["started"] is False
     assert (await client.send("still here"))["ok"] is True
 
 

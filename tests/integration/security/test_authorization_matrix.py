@@ -193,7 +193,11 @@ async def test_agent_acts_only_on_conversations_assigned_to_it(start_app, client
     queued_visitor = await visitor(server, clients)
     queued = queued_visitor.session["conversation_id"]
     assert (await queued_visitor.call("handoff", {}))["state"] == "queued"
-    with_bot = (await visitor(server, clients)).session["conversation_id"]
+    writer = await visitor(server, clients)
+    assert (await writer.send("a question for the bot"))["ok"]
+    with_bot = writer.session["conversation_id"]
+    # A visitor who has not written: its conversation is only promised, agents cannot see it.
+    promised = (await visitor(server, clients)).session["conversation_id"]
     before = await alice.call("sync", {"conversation_id": assigned, "after_seq": 0})
 
     def payload(event: str, cid: str) -> dict[str, Any]:
@@ -213,6 +217,7 @@ async def test_agent_acts_only_on_conversations_assigned_to_it(start_app, client
         "queued (nobody's yet)": (queued, {"accept": None}, "forbidden"),
         "with the bot": (with_bot, {"accept": "conflict"}, "forbidden"),
         "that does not exist": (uuid.uuid4().hex, {}, "not_found"),
+        "promised, its visitor has not written": (promised, {}, "not_found"),
     }
     for label, (cid, special, default) in expected.items():
         for event in AGENT_EVENTS:
@@ -260,7 +265,16 @@ async def test_bad_tokens_are_unauthorized_on_both_namespaces(start_app, clients
         "alg none, no signature part": unsigned(visitor_claims)[:-1],
         "RS256 (HS256 expected)": jwt.encode(visitor_claims, RSA_KEY, "RS256"),
         "HS512 with the right secret (HS256 expected)": hs512(visitor_claims),
-        "tampered subject, original signature": tampered(good_visitor, sub="someone-else"),
+        "tampered subject, original signature": ".".join(
+            ["someone-else", *good_visitor.split(".")[1:]]
+        ),
+        "control: a JWT visitor token of an earlier release": (
+            jwt.encode(visitor_claims, SECRET, "HS256"),
+            "ok",
+        ),
+        "earlier release's JWT, tampered subject": tampered(
+            jwt.encode(visitor_claims, SECRET, "HS256"), sub="someone-else"
+        ),
         "wrong audience": jwt.encode({**visitor_claims, "aud": "other"}, SECRET, "HS256"),
         "no audience": jwt.encode(
             {k: v for k, v in visitor_claims.items() if k != "aud"}, SECRET, "HS256"
@@ -391,11 +405,12 @@ async def test_agent_tokens_are_minted_over_http_only_in_dev_mode(start_app):
 async def test_visitor_tokens_live_for_visitor_token_ttl(start_app, clients):
     server = await start_app(VISITOR_TOKEN_TTL=120)
     v = await visitor(server, clients)
-    claims = jwt.decode(
-        v.session["visitor_token"], SECRET, algorithms=["HS256"], audience=VISITOR_AUDIENCE
+    assert (
+        TokenService(SECRET, 120).verify_visitor(v.session["visitor_token"])
+        == (v.session["visitor_id"])
     )
-    show("visitor token lifetime with VISITOR_TOKEN_TTL=120", claims["exp"] - claims["iat"])
-    assert claims["exp"] - claims["iat"] == 120
-    assert claims["sub"] == v.session["visitor_id"]
+    almost = TokenService(SECRET, 120).mint_visitor(v.session["visitor_id"], now=time.time() - 100)
+    assert await refusal(server, "/chat", {"visitor_token": almost}) == "ok"
+    show("visitor token issued 100 s ago with VISITOR_TOKEN_TTL=120", "ok")
     stale = TokenService(SECRET, 120).mint_visitor(v.session["visitor_id"], now=time.time() - 3600)
     assert await refusal(server, "/chat", {"visitor_token": stale}) == "unauthorized"

@@ -439,6 +439,8 @@ class Harness:
         w_id = self.w.session["conversation_id"]
         assert (await self.owner.call("accept", {"conversation_id": w_id}))["ok"]
         self.x = await self._visitor()
+        assert (await self.x.send("a question for the bot"))["ok"]  # stored: the bot has it
+        await self.x.wait_message(lambda m: m["seq"] == 3)  # the bot's answer
         self.agent = await self._agent(FUZZ_AGENT)
         self.visitor = await self._visitor()
         assert (await self.visitor.call("handoff", {}))["state"] == "queued"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import AsyncIterator
 
 import pytest
@@ -45,15 +46,17 @@ def recorder(services: Services) -> RecordingBroadcaster:
 
 
 async def start(services: Services) -> Session:
+    """A new visitor whose conversation is stored (greeting only), as after a first write."""
     session = await services.conversations.open_session(None)
-    assert session.conversation.state == State.BOT and session.conversation.last_seq == 1
-    return session
+    conversation = await services.conversations.start(session.visitor)
+    assert conversation.state == State.BOT and conversation.last_seq == 1
+    return dataclasses.replace(session, conversation=conversation)
 
 
 async def test_reply_computed_during_a_handoff_is_dropped(services: Services, store: Store):
     broadcast = recorder(services)
     session = await start(services)
-    conversation_id = session.conversation.id
+    conversation_id = session.conversation_id
     before = suppressed()
 
     posted = await services.conversations.post_visitor_message(
@@ -89,7 +92,7 @@ async def test_reply_without_handoff_is_stored_and_broadcast(services: Services,
     # The control case: the same slow bot does answer when nothing interrupts it.
     broadcast = recorder(services)
     session = await start(services)
-    conversation_id = session.conversation.id
+    conversation_id = session.conversation_id
     before = suppressed()
 
     await services.conversations.post_visitor_message(
@@ -108,7 +111,7 @@ async def test_reply_without_handoff_is_stored_and_broadcast(services: Services,
 async def test_message_sent_while_queued_gets_no_bot_reply(services: Services, store: Store):
     broadcast = recorder(services)
     session = await start(services)
-    conversation_id = session.conversation.id
+    conversation_id = session.conversation_id
     await services.routing.handoff(conversation_id, reason=None, by="visitor")
 
     await services.conversations.post_visitor_message(
@@ -130,7 +133,7 @@ async def test_a_bot_slower_than_the_timeout_posts_nothing_and_counts_an_error(
     broadcast = recorder(services)
     services.bot_runner.timeout = 0.1  # the bot takes BOT_DELAY (0.5 s)
     session = await start(services)
-    conversation_id = session.conversation.id
+    conversation_id = session.conversation_id
     errors = REGISTRY.get_sample_value("socketsvc_bot_errors_total") or 0.0
 
     await services.conversations.post_visitor_message(

@@ -8,6 +8,7 @@ import asyncio
 import pytest
 
 from socketsvc.bots.base import BotContext, BotReply
+from socketsvc.domain.conversations import promised_conversation_id
 from socketsvc.domain.errors import Forbidden, Invalid, NotFound, Unauthorized
 from socketsvc.domain.models import Role, Sender, State
 from tests.support.domain import Domain, open_domain
@@ -21,46 +22,142 @@ def room(conversation_id: str) -> str:
 # sessions -----------------------------------------------------------------------------------
 
 
-async def test_a_new_session_starts_a_conversation_with_the_greeting_as_seq_1(domain: Domain):
+async def test_a_new_session_greets_and_stores_nothing(domain: Domain, store: object):
     session = await domain.conversations.open_session(None)
-    assert session.resumed is False
-    assert session.conversation.state == State.BOT and session.conversation.last_seq == 1
+    assert session.resumed is False and session.conversation is None
+    assert session.conversation_id == promised_conversation_id(session.visitor.id)
     assert session.greeting is not None and session.greeting.seq == 1
+    assert session.greeting.conversation_id == session.conversation_id
     assert session.greeting.sender.role == Role.BOT
     assert session.greeting.text == "Echo bot here: I repeat what you say."
     assert TOKENS.verify_visitor(session.token) == session.visitor.id
     assert session.to_dict() == {
         "visitor_token": session.token,
         "visitor_id": session.visitor.id,
-        "conversation_id": session.conversation.id,
+        "conversation_id": session.conversation_id,
         "state": "bot",
-        "last_seq": 1,
+        "last_seq": 0,
+        "started": False,
         "read": [],
     }
-    synced = await domain.conversations.sync(session.conversation.id, 0, 10)
-    assert [(m.seq, m.text) for m in synced.messages] == [(1, session.greeting.text)]
-    # The greeting is not published: the client reads it from its session's sync.
+    assert await domain.services.store.get_conversation(session.conversation_id) is None
+    assert await domain.services.store.get_visitor(session.visitor.id) is None
+    # Its own sync is empty (not `not_found`); anyone else's is `not_found`.
+    synced = await domain.conversations.sync(
+        session.conversation_id, 0, 10, promised_to=session.visitor.id
+    )
+    assert synced.to_dict() == {
+        "messages": [],
+        "state": "bot",
+        "last_seq": 0,
+        "started": False,
+        "read": [],
+    }
+    with pytest.raises(NotFound):
+        await domain.conversations.sync(session.conversation_id, 0, 10, promised_to="someone")
+    # The greeting is not published: the namespace sends it to the new connection only.
     assert domain.broadcast.published == []
+
+
+async def test_the_first_message_stores_the_greeting_then_the_message(domain: Domain):
+    session = await domain.page_view()
+    cid = session.conversation_id
+    assert session.greeting is not None
+    message = await domain.conversations.post_visitor_message(
+        session.visitor, cid, "k-1", "hello", started=False
+    )
+    await domain.settle()
+    assert message.seq == 2 and message.conversation_id == cid
+    synced = await domain.conversations.sync(cid, 0, 10)
+    assert synced.started is True
+    assert [(m.seq, m.id, m.sender.role, m.text) for m in synced.messages] == [
+        (1, session.greeting.id, Role.BOT, session.greeting.text),
+        (2, message.id, Role.VISITOR, "hello"),
+        (3, synced.messages[2].id, Role.BOT, "You said: hello"),  # the echo bot
+    ]
+    visitor = await domain.services.store.get_visitor(session.visitor.id)
+    assert visitor is not None and visitor.name == session.visitor.name
+    # The greeting was not published (the visitor was shown it); the message and reply were.
+    assert [m["seq"] for m in domain.broadcast.to(room(cid), "message")] == [2, 3]
+    # A retry of the first message (its connection still thinks nothing is stored) returns it.
+    retry = await domain.conversations.post_visitor_message(
+        session.visitor, cid, "k-1", "hello", started=False
+    )
+    assert retry == message
+
+
+async def test_first_messages_from_two_tabs_at_once_start_one_conversation(domain: Domain):
+    session = await domain.page_view()
+    domain.services.conversations.on_visitor_message = None
+    posted = await asyncio.gather(
+        *(
+            domain.conversations.post_visitor_message(
+                session.visitor, session.conversation_id, f"c-{i}", f"m{i}", started=False
+            )
+            for i in range(5)
+        )
+    )
+    assert sorted(m.seq for m in posted) == [2, 3, 4, 5, 6]
+    synced = await domain.conversations.sync(session.conversation_id, 0, 100)
+    assert [m.seq for m in synced.messages] == [1, 2, 3, 4, 5, 6]
+    assert synced.messages[0].sender.role == Role.BOT
 
 
 async def test_a_token_resumes_the_same_visitor_and_conversation_without_a_second_greeting(
     domain: Domain,
 ):
-    first = await domain.visitor()
-    await domain.conversations.post_visitor_message(first.visitor, first.conversation.id, "c", "hi")
+    first = await domain.page_view()
+    await domain.conversations.post_visitor_message(
+        first.visitor, first.conversation_id, "c", "hi", started=False
+    )
     await domain.settle()
     again = await domain.conversations.open_session(first.token)
     assert again.resumed is True and again.greeting is None
     assert again.visitor.id == first.visitor.id
-    assert again.conversation.id == first.conversation.id
+    assert again.conversation is not None and again.conversation.id == first.conversation_id
     assert again.conversation.last_seq == 3  # greeting, "hi", the bot's echo
+    assert again.to_dict()["started"] is True
     assert TOKENS.verify_visitor(again.token) == first.visitor.id
 
 
-async def test_a_known_visitor_whose_token_has_no_conversation_gets_a_new_one(domain: Domain):
-    session = await domain.conversations.open_session(visitor_token("v-from-elsewhere"))
-    assert session.resumed is True and session.visitor.id == "v-from-elsewhere"
-    assert session.greeting is not None and session.conversation.last_seq == 1
+async def test_a_visitor_who_never_wrote_resumes_greeted_again_with_the_same_ids(domain: Domain):
+    first = await domain.page_view()
+    again = await domain.conversations.open_session(first.token)
+    assert again.resumed is True and again.conversation is None
+    assert again.conversation_id == first.conversation_id
+    assert again.greeting is not None and first.greeting is not None
+    assert again.greeting.id == first.greeting.id and again.greeting.seq == 1
+    assert await domain.services.store.get_visitor(first.visitor.id) is None
+
+
+async def test_a_visitor_with_a_conversation_of_an_older_release_resumes_it(domain: Domain):
+    """Releases before this one stored a conversation (with a random id) at connect."""
+    store = domain.services.store
+    await store.ensure_visitor("v-old", "Visitor v-ol")
+    made = await store.create_conversation("v-old", None, "0123456789abcdef0123456789abcdef")
+    session = await domain.conversations.open_session(visitor_token("v-old"))
+    assert session.conversation is not None
+    assert session.conversation_id == made.conversation.id and session.greeting is None
+
+
+async def test_typing_and_reading_the_greeting_before_the_first_message_store_nothing(
+    domain: Domain,
+):
+    session = await domain.page_view()
+    conversation = await domain.conversations.conversation_of(
+        session.visitor.id, session.conversation_id
+    )
+    assert conversation is None
+    sender = Sender(Role.VISITOR, session.visitor.id, session.visitor.name)
+    await domain.conversations.typing(conversation, sender, True)
+    assert await domain.conversations.mark_read(conversation, sender, 1) == 1
+    with pytest.raises(Invalid):
+        await domain.conversations.mark_read(conversation, sender, 2)
+    assert domain.broadcast.published == []
+    assert await domain.services.store.get_conversation(session.conversation_id) is None
+    # Someone else's promised conversation is not found.
+    with pytest.raises(NotFound):
+        await domain.conversations.conversation_of("another", session.conversation_id)
 
 
 @pytest.mark.parametrize(

@@ -70,9 +70,10 @@ async def test_another_process_agent_is_seen_at_the_next_tick(services: Services
 
 async def assigned_conversation(services: Services, agent: AgentIdentity) -> str:
     session = await services.conversations.open_session(None)
-    await services.routing.handoff(session.conversation.id, reason=None, by="visitor")
-    await services.routing.accept(agent, session.conversation.id)
-    return session.conversation.id
+    conversation = await services.conversations.start(session.visitor)
+    await services.routing.handoff(conversation.id, reason=None, by="visitor")
+    await services.routing.accept(agent, conversation.id)
+    return conversation.id
 
 
 async def state_of(services: Services, conversation_id: str) -> str:

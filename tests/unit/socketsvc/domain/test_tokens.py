@@ -64,13 +64,16 @@ def hs256(claims: dict[str, Any], key: str = SECRET) -> str:
 # visitor tokens ---------------------------------------------------------------------------
 
 
+def legacy(claims: dict[str, Any] | None = None) -> str:
+    """A visitor token as releases before itsdangerous minted it: an HS256 JWT."""
+    return hs256(claims or visitor_claims())
+
+
 def test_visitor_round_trip(tokens: TokenService) -> None:
     token = tokens.mint_visitor("visitor-42")
     assert tokens.verify_visitor(token) == "visitor-42"
-    claims = jwt.decode(token, SECRET, algorithms=["HS256"], audience=VISITOR_AUDIENCE)
-    assert claims["sub"] == "visitor-42"
-    assert claims["exp"] - claims["iat"] == TTL
-    assert jwt.get_unverified_header(token)["alg"] == "HS256"
+    visitor_id, stamp, signature = token.split(".")
+    assert visitor_id == "visitor-42" and stamp and len(signature) == 43  # HMAC-SHA256
 
 
 def test_visitor_token_is_accepted_by_another_instance_with_the_same_secret() -> None:
@@ -83,6 +86,8 @@ def test_expired_visitor_token(tokens: TokenService) -> None:
     with pytest.raises(Unauthorized, match="expired") as raised:
         tokens.verify_visitor(token)
     assert raised.value.code == "unauthorized"
+    with pytest.raises(Unauthorized, match="expired"):
+        tokens.verify_visitor(tokens.mint_visitor("v1", now=time.time() - TTL - 5))
 
 
 def test_visitor_token_minted_in_the_past_but_within_ttl_is_valid(tokens: TokenService) -> None:
@@ -90,19 +95,30 @@ def test_visitor_token_minted_in_the_past_but_within_ttl_is_valid(tokens: TokenS
     assert tokens.verify_visitor(token) == "v1"
 
 
+def test_a_visitor_token_from_a_clock_ahead_by_up_to_the_skew_is_valid(
+    tokens: TokenService,
+) -> None:
+    assert tokens.verify_visitor(tokens.mint_visitor("v1", now=time.time() + 20)) == "v1"
+    with pytest.raises(Unauthorized, match="issued in the future"):
+        tokens.verify_visitor(tokens.mint_visitor("v1", now=time.time() + 120))
+
+
 def test_tampered_signature(tokens: TokenService) -> None:
-    header, payload, signature = tokens.mint_visitor("v1").split(".")
+    visitor_id, stamp, signature = tokens.mint_visitor("v1").split(".")
     raw = bytearray(base64.urlsafe_b64decode(signature + "=="))
     raw[0] ^= 0x01
-    with pytest.raises(Unauthorized):
-        tokens.verify_visitor(f"{header}.{payload}.{b64(bytes(raw))}")
+    with pytest.raises(Unauthorized, match="bad signature"):
+        tokens.verify_visitor(f"{visitor_id}.{stamp}.{b64(bytes(raw))}")
 
 
 def test_tampered_payload_keeps_old_signature(tokens: TokenService) -> None:
-    header, _, signature = tokens.mint_visitor("v1").split(".")
-    payload = b64(json.dumps(visitor_claims(sub="someone-else")).encode())
+    _, stamp, signature = tokens.mint_visitor("v1").split(".")
     with pytest.raises(Unauthorized):
-        tokens.verify_visitor(f"{header}.{payload}.{signature}")
+        tokens.verify_visitor(f"someone-else.{stamp}.{signature}")
+    visitor_id, _, signature = tokens.mint_visitor("v1").split(".")
+    later = tokens.mint_visitor("v1", now=time.time() + 10).split(".")[1]
+    with pytest.raises(Unauthorized):
+        tokens.verify_visitor(f"{visitor_id}.{later}.{signature}")
 
 
 def test_visitor_token_signed_with_another_secret(tokens: TokenService) -> None:
@@ -111,7 +127,13 @@ def test_visitor_token_signed_with_another_secret(tokens: TokenService) -> None:
         tokens.verify_visitor(other.mint_visitor("v1"))
 
 
-def test_visitor_token_with_alg_none(tokens: TokenService) -> None:
+def test_a_visitor_jwt_of_an_earlier_release_is_still_valid(tokens: TokenService) -> None:
+    assert tokens.verify_visitor(legacy(visitor_claims(sub="v-old"))) == "v-old"
+    with pytest.raises(Unauthorized, match="expired"):
+        tokens.verify_visitor(legacy(visitor_claims(exp=int(time.time()) - 60)))
+
+
+def test_visitor_jwt_with_alg_none(tokens: TokenService) -> None:
     unsigned = jwt.encode(visitor_claims(), None, algorithm="none")
     assert jwt.get_unverified_header(unsigned)["alg"] == "none"
     with pytest.raises(Unauthorized):
@@ -131,12 +153,15 @@ def test_visitor_token_with_alg_none(tokens: TokenService) -> None:
     ],
     ids=["no-aud", "wrong-aud", "no-sub", "empty-sub", "no-exp"],
 )
-def test_visitor_token_with_bad_claims(tokens: TokenService, claims: dict[str, Any]) -> None:
+def test_visitor_jwt_with_bad_claims(tokens: TokenService, claims: dict[str, Any]) -> None:
     with pytest.raises(Unauthorized):
         tokens.verify_visitor(hs256(claims))
 
 
-@pytest.mark.parametrize("token", [None, "", 42, {"token": "x"}, "not-a-jwt", "a.b.c"])
+@pytest.mark.parametrize(
+    "token",
+    [None, "", 42, {"token": "x"}, "not-a-jwt", "a.b.c", "v1..", "..", "x" * 9000, "v\x00.a.b"],
+)
 def test_visitor_token_that_is_not_a_token(tokens: TokenService, token: Any) -> None:
     with pytest.raises(Unauthorized):
         tokens.verify_visitor(token)

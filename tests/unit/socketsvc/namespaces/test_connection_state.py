@@ -37,7 +37,7 @@ async def ok(*args: Any) -> dict[str, Any]:
 
 async def test_an_idle_visitor_has_no_budget_until_its_first_event():
     chat = ChatNamespace(services())
-    chat.connection_opened("s1", VisitorConnection("192.0.2.1", VISITOR, "c1"))
+    chat.connection_opened("s1", VisitorConnection("192.0.2.1", VISITOR, "c1", True))
     connection = chat.connection("s1")
     assert isinstance(connection, VisitorConnection)
     assert connection.budget is None
@@ -52,8 +52,8 @@ async def test_an_idle_visitor_has_no_budget_until_its_first_event():
 async def test_closing_forgets_the_connection_and_releases_its_address():
     namespace = ChatNamespace(services())
     gate = namespace.services.gate
-    namespace.connection_opened("s1", VisitorConnection("192.0.2.1", VISITOR, "c1"))
-    namespace.connection_opened("s2", VisitorConnection("192.0.2.1", VISITOR, "c1"))
+    namespace.connection_opened("s1", VisitorConnection("192.0.2.1", VISITOR, "c1", True))
+    namespace.connection_opened("s2", VisitorConnection("192.0.2.1", VISITOR, "c1", True))
     assert gate.open_total == 2
     namespace.connection_closed("s1")
     namespace.connection_closed("s1")  # twice: counted once

@@ -12,7 +12,7 @@ import sqlalchemy as sa
 
 from socketsvc.storage import schema, tables
 from socketsvc.storage.database import create_engine
-from socketsvc.storage.schema import BASELINE, SchemaError, alembic_config, prepare
+from socketsvc.storage.schema import BASELINE, HEAD, SchemaError, alembic_config, prepare
 from socketsvc.storage.store import Store
 from socketsvc.storage.tables import metadata
 
@@ -46,6 +46,11 @@ def _dump(conn: sa.Connection) -> dict[str, object]:
     return out
 
 
+def _create_baseline_tables(conn: sa.Connection) -> None:
+    """What a release before migrations made: `create_all` of the baseline's tables."""
+    metadata.create_all(conn, tables=[metadata.tables[name] for name in schema.BASELINE_TABLES])
+
+
 async def _run(url: str, fn: object) -> object:
     engine = create_engine(url)
     try:
@@ -65,6 +70,10 @@ async def _version(url: str) -> list[str]:
         await engine.dispose()
 
 
+async def has_alembic_version(url: str) -> bool:
+    return bool(await _run(url, lambda c: "alembic_version" in sa.inspect(c).get_table_names()))
+
+
 async def _migrate(url: str, mode: schema.Mode = "migrate", **kw: object) -> schema.Outcome:
     engine = create_engine(url)
     try:
@@ -78,9 +87,9 @@ async def test_baseline_on_an_empty_database_is_what_create_all_makes(
     database_url: str, tmp_path: Path
 ) -> None:
     outcome = await _migrate(database_url)
-    assert outcome.describe() == f"schema created at revision {BASELINE}"
+    assert outcome.describe() == f"schema created at revision {HEAD}"
     assert await _run(database_url, schema.diff) == []
-    assert await _version(database_url) == [BASELINE]
+    assert await _version(database_url) == [HEAD]
     migrated = await _run(database_url, _dump)
     # The same reflection of a database made by create_all (a second, fresh one).
     if database_url.startswith("sqlite"):
@@ -113,33 +122,41 @@ async def test_migrate_on_an_up_to_date_database_is_a_no_op(database_url: str) -
     await _migrate(database_url)
     again = await _migrate(database_url)
     assert not again.changed
-    assert again.describe() == f"schema up to date at revision {BASELINE}: nothing to do"
-    assert await _version(database_url) == [BASELINE]
+    assert again.describe() == f"schema up to date at revision {HEAD}: nothing to do"
+    assert await _version(database_url) == [HEAD]
 
 
 async def test_a_pre_migration_database_is_stamped_and_keeps_its_rows(database_url: str) -> None:
     def old_release(conn: sa.Connection) -> None:
-        metadata.create_all(conn)
+        _create_baseline_tables(conn)
         conn.execute(
             tables.agents.insert().values(id="a1", name="Ann", status="online", last_seen_at=NOW)
         )
 
     await _run(database_url, old_release)
+    if not database_url.startswith("sqlite"):
+        # PostgreSQL migrates only by `socketsvc migrate` (the release phase), not at start.
+        with pytest.raises(SchemaError, match="older than this code needs"):
+            await Store.open(database_url)
+        assert not await has_alembic_version(database_url)  # the refusal stamped nothing
+        outcome = await _migrate(database_url)
+        assert outcome.stamped and outcome.describe().endswith(f"upgraded to {HEAD}")
     store = await Store.open(database_url)
     try:
-        assert store.schema is not None and store.schema.stamped
-        assert "recognised as the baseline" in store.schema.describe()
+        if database_url.startswith("sqlite"):
+            assert store.schema is not None and store.schema.stamped
+            assert "recognised as the baseline" in store.schema.describe()
         async with store.read() as conn:
             assert (await conn.execute(sa.text("SELECT name FROM agents"))).scalar() == "Ann"
     finally:
         await store.close()
-    assert await _version(database_url) == [BASELINE]
+    assert await _version(database_url) == [HEAD]
     assert not (await _migrate(database_url)).changed
 
 
 async def test_unversioned_tables_that_are_not_the_baseline_are_refused(database_url: str) -> None:
     def other(conn: sa.Connection) -> None:
-        metadata.create_all(conn)
+        _create_baseline_tables(conn)
         conn.execute(sa.text("ALTER TABLE agents ADD COLUMN extra INTEGER"))
 
     await _run(database_url, other)
@@ -167,8 +184,8 @@ NEXT_REVISION = """
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0002_test"
-down_revision = "0001_baseline"
+revision = "0099_test"
+down_revision = "0002_visitor_erasures"
 branch_labels = None
 depends_on = None
 
@@ -184,30 +201,30 @@ def downgrade() -> None:
 
 @pytest.fixture
 def newer_code(tmp_path: Path) -> object:
-    """The migrations of a hypothetical next release: the baseline plus 0002_test."""
+    """The migrations of a hypothetical next release: this release's plus 0099_test."""
     location = tmp_path / "migrations"
     shutil.copytree(schema.MIGRATIONS, location, ignore=shutil.ignore_patterns("__pycache__"))
-    (location / "versions" / "0002_test.py").write_text(NEXT_REVISION)
+    (location / "versions" / "0099_test.py").write_text(NEXT_REVISION)
     return location
 
 
 async def test_an_older_schema_is_migrated_or_refused_at_start(
     database_url: str, newer_code: Path
 ) -> None:
-    await _migrate(database_url)  # this release: the baseline
+    await _migrate(database_url)  # this release's head
     start = "start-sqlite" if database_url.startswith("sqlite") else "start-postgres"
     if start == "start-postgres":
         with pytest.raises(SchemaError) as refused:
             await _migrate(database_url, start, config=alembic_config(newer_code))
         print(f"\nrefused: {refused.value}")
-        assert "older than this code needs (0002_test)" in str(refused.value)
+        assert "older than this code needs (0099_test)" in str(refused.value)
         assert "run `socketsvc migrate`" in str(refused.value)
-        assert await _version(database_url) == [BASELINE]
+        assert await _version(database_url) == [HEAD]
         outcome = await _migrate(database_url, "migrate", config=alembic_config(newer_code))
     else:
         outcome = await _migrate(database_url, start, config=alembic_config(newer_code))
-    assert outcome.describe() == f"schema upgraded from {BASELINE} to 0002_test"
-    assert await _version(database_url) == ["0002_test"]
+    assert outcome.describe() == f"schema upgraded from {HEAD} to 0099_test"
+    assert await _version(database_url) == ["0099_test"]
     again = await _migrate(database_url, start, config=alembic_config(newer_code))
     assert not again.changed
 
@@ -216,6 +233,39 @@ async def test_an_empty_database_is_created_at_start(database_url: str) -> None:
     store = await Store.open(database_url)
     try:
         assert store.schema is not None
-        assert store.schema.describe() == f"schema created at revision {BASELINE}"
+        assert store.schema.describe() == f"schema created at revision {HEAD}"
     finally:
         await store.close()
+
+
+def test_head_is_the_only_head_of_the_migrations() -> None:
+    from alembic.script import ScriptDirectory
+
+    assert ScriptDirectory.from_config(alembic_config()).get_heads() == [HEAD]
+
+
+async def test_0002_adds_erasure_markers_and_keeps_the_baseline_rows(database_url: str) -> None:
+    """A database at the baseline (with a visitor) upgrades to 0002: `erased_visitors` exists,
+    empty, and the visitor row is still there."""
+
+    def baseline(conn: sa.Connection) -> None:
+        config = alembic_config()
+        config.attributes["connection"] = conn
+        from alembic import command
+
+        command.upgrade(config, BASELINE)
+        conn.execute(tables.visitors.insert().values(id="v1", name="Visitor v1", created_at=NOW))
+
+    await _run(database_url, baseline)
+    assert await _version(database_url) == [BASELINE]
+    outcome = await _migrate(database_url)
+    assert outcome.describe() == f"schema upgraded from {BASELINE} to {HEAD}"
+    assert await _run(database_url, schema.diff) == []
+
+    def rows(conn: sa.Connection) -> object:
+        return (
+            conn.execute(sa.text("SELECT id FROM visitors")).scalars().all(),
+            conn.execute(sa.text("SELECT count(*) FROM erased_visitors")).scalar(),
+        )
+
+    assert await _run(database_url, rows) == (["v1"], 0)
