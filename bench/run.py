@@ -14,6 +14,8 @@ Scenarios (see bench/README.md):
   b  visitor message -> ack: p50/p99 at 1,000 msgs/s over 100 connections; max msgs/s, p99<50 ms
   c  visitor -> agent delivery p50/p99 at 1,000 msgs/s (1 process; 2 processes through Redis)
   d  long-polling clients: ack p50/p99 at 200 msgs/s over 50 connections
+  e  reconnect storm: 10,000 visitors with tokens drop and reconnect (socket.io-client backoff)
+     and sync; time until all are back; and two processes with one killed
 """
 
 from __future__ import annotations
@@ -55,6 +57,7 @@ from harness import (
     wait_until,
 )
 from lean_client import BaseSocket
+from storm import kill_storm, resumed_ramp, storm
 
 
 @dataclass(frozen=True)
@@ -77,6 +80,7 @@ class Config:
     connections_d: int
     rate_d: float
     duration_d: float
+    storm_visitors: int
     profile: Path | None
     wait_quiet: float
     servers: frozenset[str]
@@ -105,6 +109,7 @@ class Config:
             connections_d=50,
             rate_d=200.0,
             duration_d=3.0 if quick else 10.0,
+            storm_visitors=2000 if quick else 10000,
             profile=profile,
             wait_quiet=wait_quiet,
             servers=servers,
@@ -160,6 +165,7 @@ async def validate_all() -> list[str]:
 
 async def scenario_a(cfg: Config) -> dict[str, Any]:
     rows: list[dict[str, Any]] = []
+    resumed: list[dict[str, Any]] = []
     for spec in cfg.pick(SQLITE, POSTGRES, BARE, NODE):
         async with measured(cfg, spec) as target, new_http() as http:
             await validate(target, http, polling=False)
@@ -213,6 +219,7 @@ async def scenario_a(cfg: Config) -> dict[str, Any]:
                     )
                     if ramp.failures:
                         log(f"  failures: {dict(ramp.failures)}")
+                resumed.append(await resumed_rows(cfg, target, http, clients))
             finally:
                 abort_all(clients)
     base = {r["connections"]: r for r in rows if r["server"] == BASELINE}
@@ -256,7 +263,76 @@ async def scenario_a(cfg: Config) -> dict[str, Any]:
         ],
         out,
     )
-    return {"rows": rows, "table": text}
+    base_r = next((r for r in resumed if r["server"] == BASELINE), None)
+    resumed_table = table(
+        "Scenario a, resumed visitors: handshakes/s of visitors reconnecting with their token "
+        f"({cfg.handshake_concurrency} in flight; `never wrote`: nothing stored for them, "
+        "`wrote once`: a stored conversation; the bare and Node servers ignore the token)",
+        [
+            "server",
+            "visitors",
+            "never wrote /s",
+            "vs bare",
+            "wrote once /s",
+            "vs bare",
+            "failed",
+            "srv CPU%",
+            "gen CPU%",
+            "foreign CPU%",
+        ],
+        [
+            [
+                r["server"],
+                f"{r['visitors']:,}",
+                fmt(r["never_per_s"], 0),
+                ratio(r["never_per_s"], base_r and base_r["never_per_s"]),
+                fmt(r["wrote_per_s"], 0),
+                ratio(r["wrote_per_s"], base_r and base_r["wrote_per_s"]),
+                str(r["failed"]),
+                fmt(r["srv_cpu"], 0),
+                fmt(r["gen_cpu"], 0),
+                r["other"],
+            ]
+            for r in resumed
+        ],
+    )
+    return {"rows": rows, "resumed": resumed, "table": text + "\n\n" + resumed_table}
+
+
+async def resumed_rows(
+    cfg: Config, target: Target, http: Any, clients: list[BaseSocket]
+) -> dict[str, Any]:
+    """Reconnect with the tokens of idle visitors: half of a sample never wrote, the other half
+    first writes one message (its conversation is then stored)."""
+    n = min(len(clients) // 2, 1000)
+    never = [c.session["visitor_token"] for c in clients[:n]]
+    writers = clients[n : 2 * n]
+    semaphore = asyncio.Semaphore(100)
+
+    async def write(client: BaseSocket) -> None:
+        async with semaphore:
+            await client.call("message", {"client_id": "r-1", "text": "hello"}, 60.0)
+
+    await asyncio.gather(*(write(c) for c in writers))
+    await settle(writers, target.pids)
+    wrote = [c.session["visitor_token"] for c in writers]
+    never_rate, never_failed, cpu = await resumed_ramp(http, target, never)
+    wrote_rate, wrote_failed, cpu2 = await resumed_ramp(http, target, wrote)
+    log(
+        f"a {target.label} resumed: never wrote {never_rate:,.0f}/s, wrote once "
+        f"{wrote_rate:,.0f}/s, failed {never_failed + wrote_failed}, server CPU "
+        f"{cpu.srv_pct:.0f}%/{cpu2.srv_pct:.0f}%, {cpu2.foreign_note}"
+    )
+    return {
+        "server": target.label,
+        "visitors": n,
+        "never_per_s": never_rate,
+        "wrote_per_s": wrote_rate,
+        "failed": never_failed + wrote_failed,
+        "srv_cpu": (cpu.srv_pct + cpu2.srv_pct) / 2,
+        "gen_cpu": (cpu.gen_pct + cpu2.gen_pct) / 2,
+        "other": cpu2.other,
+    }
 
 
 # -- scenario b --------------------------------------------------------------------------------
@@ -691,7 +767,89 @@ async def scenario_d(cfg: Config) -> dict[str, Any]:
 
 # -- main --------------------------------------------------------------------------------------
 
-SCENARIOS = {"a": scenario_a, "b": scenario_b, "c": scenario_c, "d": scenario_d}
+# -- scenario e --------------------------------------------------------------------------------
+
+
+async def scenario_e(cfg: Config) -> dict[str, Any]:
+    rows: list[dict[str, Any]] = []
+    for spec in cfg.pick(SQLITE, POSTGRES, BARE):
+        async with measured(cfg, spec) as target, new_http() as http:
+            await validate(target, http, polling=False)
+            result = await storm(
+                http,
+                target,
+                cfg.storm_visitors,
+                on_drop=lambda: start_profiler(cfg, target, "e", 10.0),
+            )
+            abort_all(result.clients)
+        rows.append({"server": spec.label, "result": result})
+        log(f"e {spec.label}: {describe_storm(result)}")
+    if "redis" in cfg.servers:
+        async with measured(cfg, TWO_PROCESSES) as target, new_http() as http:
+            await validate(target, http, polling=False)
+            result = await kill_storm(http, target, cfg.storm_visitors)
+            abort_all(result.clients)
+        label = TWO_PROCESSES.label + ": process 0 killed, its visitors move to process 1"
+        rows.append({"server": label, "result": result})
+        log(f"e {label}: {describe_storm(result)}")
+    base = next((r["result"] for r in rows if r["server"] == BASELINE), None)
+    out = []
+    for r in rows:
+        res = r["result"]
+        out.append(
+            [
+                r["server"],
+                f"{res.visitors:,}",
+                f"{res.back:,}",
+                fmt(res.seconds, 1),
+                ratio(res.seconds, base and base.seconds),
+                fmt(percentile(res.handshakes, 50), 0),
+                fmt(percentile(res.handshakes, 99), 0),
+                str(res.failed_attempts),
+                str(res.failures),
+                f"{res.synced_messages:,}",
+                fmt(res.srv_cpu, 0),
+                fmt(res.gen_cpu, 0),
+                fmt(res.db_cpu, 0),
+                res.other,
+            ]
+        )
+    text = table(
+        f"Scenario e: reconnect storm: {cfg.storm_visitors:,} visitors with tokens (every second "
+        "one with a stored conversation) drop at once and reconnect with socket.io-client's "
+        "backoff (first attempt 0.5-1.5 s after the drop, then 2 s, 4 s, 5 s +-50 %), each "
+        "syncing from its last seq; all servers on core 0 (the two processes share it)",
+        [
+            "server",
+            "visitors",
+            "back",
+            "all back+synced s",
+            "vs bare",
+            "handshake p50 ms",
+            "p99 ms",
+            "failed attempts",
+            "never back",
+            "messages synced",
+            "srv CPU%",
+            "gen CPU%",
+            "PG+Redis CPU%",
+            "foreign CPU%",
+        ],
+        out,
+    )
+    return {"rows": [{"server": r["server"], **r["result"].summary()} for r in rows], "table": text}
+
+
+def describe_storm(res: Any) -> str:
+    return (
+        f"{res.back:,}/{res.visitors:,} back and synced in {res.seconds:.1f} s, handshake p50 "
+        f"{percentile(res.handshakes, 50):.0f} ms p99 {percentile(res.handshakes, 99):.0f} ms, "
+        f"{res.failed_attempts} failed attempts {res.attempt_errors}, server CPU "
+        f"{res.srv_cpu:.0f}%, generator CPU {res.gen_cpu:.0f}%, {res.other}"
+    )
+
+
+SCENARIOS = {"a": scenario_a, "b": scenario_b, "c": scenario_c, "d": scenario_d, "e": scenario_e}
 
 
 async def main_async(args: argparse.Namespace) -> int:
@@ -712,7 +870,7 @@ async def main_async(args: argparse.Namespace) -> int:
     )
     log(header)
     results: dict[str, Any] = {"header": header, "validation": await validate_all()}
-    names = "abcd" if args.scenario == "all" else args.scenario
+    names = "abcde" if args.scenario == "all" else args.scenario
     tables = []
     for name in names:
         log(f"scenario {name} ...")
@@ -746,7 +904,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__.splitlines()[0], formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--scenario", default="all", choices=["a", "b", "c", "d", "all"])
+    parser.add_argument("--scenario", default="all", choices=["a", "b", "c", "d", "e", "all"])
     parser.add_argument("--quick", action="store_true", help="smoke run: small counts, short steps")
     parser.add_argument(
         "--profile",

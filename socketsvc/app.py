@@ -24,6 +24,7 @@ from socketsvc.transport.managers import LeanManager
 from socketsvc.transport.origins import cors_setting
 from socketsvc.transport.packets import Packet
 from socketsvc.transport.patches import apply as apply_patches
+from socketsvc.transport.patches import socketio_rooms
 from socketsvc.transport.pubsub import initialize_now, redis_manager
 from socketsvc.transport.server import build_server
 
@@ -49,6 +50,7 @@ def create_app(settings: Settings) -> web.Application:
         manager = pubsub
     else:
         manager = LeanManager()
+    manager.indexed_rooms = socketio_rooms.PATCH in applied
     sio = build_server(
         applied,
         async_mode="aiohttp",

@@ -1,7 +1,8 @@
 """The floor of this stack: a bare python-socketio server on aiohttp with socketsvc's settings.
 
 `/chat` sends a `session` event after connecting (like socketsvc) and answers `message` with
-``{"ok": True, "message": {...}}``: the payload echoed as a Message with a per-connection `seq`.
+``{"ok": True, "message": {...}}``: the payload echoed as a Message with a per-connection `seq`;
+`sync` answers with no messages (nothing is stored).
 With ``--relay``, each message is also pushed as a `message` event to the visitor's own
 connection and to the room of the agent named in the visitor's handshake
 (``auth: {"agent_id": ID}``), in `/agent` (agents connect with ``auth: {"agent_id": ID}``):
@@ -87,6 +88,14 @@ def build(relay: bool, ping_interval: float, ping_timeout: float) -> web.Applica
                 room = f"agent:{session['agent_id']}"
                 await sio.emit("message", message, room=room, namespace="/agent")
         return {"ok": True, "message": message}
+
+    @sio.on("sync", namespace="/chat")
+    async def chat_sync(sid: str, data: Any = None) -> dict[str, Any]:
+        # Nothing is stored: what a client syncing after a reconnect gets from an empty history.
+        session = sessions.get(sid)
+        if session is None:
+            return {"ok": False, "error": {"code": "unauthorized", "message": "no session"}}
+        return {"ok": True, "messages": [], "state": "bot", "last_seq": session["seq"]}
 
     @sio.on("connect", namespace="/agent")
     async def agent_connect(sid: str, environ: dict[str, Any], auth: Any = None) -> None:

@@ -167,20 +167,18 @@ class ConversationService:
         visitor = Visitor(visitor_id, name or f"Visitor {visitor_id[:4]}", utcnow())
         conversation: Conversation | None = None
         if resumed:
-            erased, conversation = await self.store.returning_visitor(visitor_id)
-            if erased:
+            returning = await self.store.returning_visitor(visitor_id)
+            if returning.erased:
                 raise VisitorErased()
+            conversation = returning.conversation
         token_out = self.tokens.mint_visitor(visitor_id)
         if conversation is not None:
-            return Session(
-                visitor,
-                conversation.id,
-                conversation,
-                token_out,
-                None,
-                True,
-                await self.context(conversation),
+            agent = (
+                payloads.agent_ref(conversation) if conversation.state == State.ASSIGNED else None
             )
+            marks = [payloads.read_mark(*mark) for mark in returning.read_marks]
+            context = ConversationContext(agent, returning.queue_position, marks)
+            return Session(visitor, conversation.id, conversation, token_out, None, True, context)
         conversation_id = promised_conversation_id(visitor_id)
         greeting = await self.greeting(visitor, conversation_id)
         return Session(visitor, conversation_id, None, token_out, greeting, resumed, NO_CONTEXT)

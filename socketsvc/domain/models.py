@@ -97,6 +97,18 @@ class Append:
 
 
 @dataclass(frozen=True)
+class Returning:
+    """What a reconnecting visitor's handshake needs, read at once: whether the visitor was
+    erased, its latest conversation (None: not stored), that conversation's read marks
+    (role, reader id, seq; by role then id) and its place in the queue (when queued)."""
+
+    erased: bool
+    conversation: Conversation | None
+    read_marks: list[tuple[str, str, int]]
+    queue_position: int | None
+
+
+@dataclass(frozen=True)
 class Transition:
     """The result of a conditional change: the conversation after it, and the messages added."""
 

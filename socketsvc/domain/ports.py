@@ -18,6 +18,7 @@ from socketsvc.domain.models import (
     Append,
     Conversation,
     Message,
+    Returning,
     Role,
     Sender,
     State,
@@ -33,8 +34,8 @@ class ConversationStore(Protocol):
 
     async def get_visitor(self, visitor_id: str) -> Visitor | None: ...
 
-    async def returning_visitor(self, visitor_id: str) -> tuple[bool, Conversation | None]:
-        """(erased, the visitor's most recent conversation)."""
+    async def returning_visitor(self, visitor_id: str) -> Returning:
+        """Erased?, the latest conversation, its read marks and queue position, at once."""
         ...
 
     async def start_conversation(

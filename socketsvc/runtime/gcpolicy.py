@@ -14,6 +14,11 @@ long-lived heap out of the collector's view with `gc.freeze()` and bounds what t
   within (1 + `growth`) x what was live after the last full collection, and a process that
   merely holds its connections never pays for a full collection.
 
+Full collections are at least `min_spacing` s apart (30 s) unless memory has grown by four times
+the bound: while thousands of visitors reconnect at once (a deploy, a lost node) the heap grows
+fast and every growth bound passed would stop the loop for a collection of everything, several
+per storm, each as long as the whole heap; one waits until the storm has passed instead.
+
 Counting frozen objects (`gc.get_freeze_count()`) walks all of them, ~0.2 us each, which is why
 the trigger is the block count (a walk over arenas, well under 1 ms).
 """
@@ -26,7 +31,7 @@ import gc
 import logging
 import sys
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Literal
 
@@ -48,6 +53,10 @@ class Step:
     """How long the step held the event loop."""
 
 
+MIN_FULL_SPACING = 30.0
+"""Seconds between two full collections, unless memory grew past `HARD_FACTOR` x the bound."""
+HARD_FACTOR = 4
+
 MIN_GROWTH_BLOCKS = 250_000
 """A small heap waits for at least this many more memory blocks (some 20 MB) before a full
 collection: otherwise a process warming up its caches would pay one every few seconds."""
@@ -56,12 +65,23 @@ collection: otherwise a process warming up its caches would pay one every few se
 class GcPolicy:
     """Periodic freezing, with a full collection after `growth` of the memory blocks."""
 
-    def __init__(self, interval: float, growth: float, min_growth: int = MIN_GROWTH_BLOCKS) -> None:
+    def __init__(
+        self,
+        interval: float,
+        growth: float,
+        min_growth: int = MIN_GROWTH_BLOCKS,
+        *,
+        min_spacing: float = MIN_FULL_SPACING,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         if interval <= 0 or growth <= 0:
             raise ValueError("interval and growth must be positive")
         self.interval = interval
         self.growth = growth
         self.min_growth = min_growth
+        self.min_spacing = min_spacing
+        self.clock = clock
+        self.last_full = float("-inf")
         self.baseline = 0
         """Memory blocks right after the last full collection (or start-up)."""
         self.full_collections = 0
@@ -69,7 +89,22 @@ class GcPolicy:
     @property
     def limit(self) -> int:
         """Memory blocks above which the next step is a full collection."""
-        return self.baseline + max(int(self.baseline * self.growth), self.min_growth)
+        return self.baseline + self._bound
+
+    @property
+    def hard_limit(self) -> int:
+        """Memory blocks above which it is one even within `min_spacing` of the last."""
+        return self.baseline + HARD_FACTOR * self._bound
+
+    @property
+    def _bound(self) -> int:
+        return max(int(self.baseline * self.growth), self.min_growth)
+
+    def _full_due(self) -> bool:
+        blocks = sys.getallocatedblocks()
+        if blocks <= self.limit:
+            return False
+        return blocks > self.hard_limit or self.clock() - self.last_full >= self.min_spacing
 
     def start(self) -> Step:
         """Collect everything and freeze what survives."""
@@ -77,7 +112,7 @@ class GcPolicy:
 
     def step(self) -> Step:
         """One periodic step: a full step past the limit, else a freeze step."""
-        if sys.getallocatedblocks() > self.limit:
+        if self._full_due():
             return self._full("full")
         began = time.perf_counter()
         collected = gc.collect()
@@ -110,6 +145,7 @@ class GcPolicy:
         gc.freeze()
         self.baseline = sys.getallocatedblocks()
         self.full_collections += kind == "full"
+        self.last_full = self.clock()
         return Step(kind, collected, self.baseline, time.perf_counter() - began)
 
 

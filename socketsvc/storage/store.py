@@ -28,6 +28,7 @@ from socketsvc.domain.models import (
     Append,
     Conversation,
     Message,
+    Returning,
     Role,
     Sender,
     State,
@@ -52,6 +53,7 @@ from socketsvc.storage.database import (
     create_engine,
     sqlite_pragmas,
 )
+from socketsvc.storage.lookups import Busy, PgLookups, SqliteLookups
 from socketsvc.storage.outages import OUTAGES, is_outage
 from socketsvc.storage.pacing import CommitPacer
 from socketsvc.storage.tables import (
@@ -83,6 +85,8 @@ class Store:
         self.pacer = CommitPacer(commit_delay)
         self._sqlite: SqliteAppender | None = None
         self._checkpointer: WalCheckpointer | None = None
+        self._sqlite_lookups: SqliteLookups | None = None
+        self._pg_lookups = PgLookups()
         self._append_conn: AsyncConnection | None = None
         """PostgreSQL: the pooled connection message batches run on, kept between batches
         (checking a connection out of the pool and back in costs more than a batch: the pool
@@ -106,6 +110,7 @@ class Store:
         if store.is_sqlite:
             path = str(sqlite_path(database_url))
             store._sqlite = SqliteAppender(path, sqlite_pragmas, busy_timeout)
+            store._sqlite_lookups = SqliteLookups(path)
             assert store._write_lock is not None
             store._checkpointer = WalCheckpointer(path, store._write_lock)
         try:
@@ -125,9 +130,12 @@ class Store:
         if self._flush_tasks:
             await asyncio.wait(set(self._flush_tasks), timeout=5.0)
         await self._drop_append_conn()
+        await self._pg_lookups.close()
         await self.engine.dispose()
         if self._sqlite is not None:
             await self._sqlite.close()
+        if self._sqlite_lookups is not None:
+            self._sqlite_lookups.close()
         if self._checkpointer is not None:
             await self._checkpointer.close()
 
@@ -236,15 +244,40 @@ class Store:
         _count_stored(stored)
         return Transition(conversation, stored)
 
-    async def returning_visitor(self, visitor_id: str) -> tuple[bool, Conversation | None]:
-        """(erased, the visitor's most recent conversation), read on one connection: what a
-        reconnecting visitor's handshake needs to know."""
+    async def returning_visitor(self, visitor_id: str) -> Returning:
+        """What a reconnecting visitor's handshake needs, in one statement (storage/lookups)."""
+        if self._sqlite_lookups is not None:
+            with OUTAGES.guard("read"):
+                try:
+                    return self._sqlite_lookups.read(visitor_id)
+                except Busy:
+                    pass  # locked for a moment: the pooled path waits off the loop
+                except sqlite3.OperationalError as exc:
+                    raise OperationalError("lookup", None, exc) from exc
+            return await self._returning_pooled(visitor_id)
+        with OUTAGES.guard("read"):
+            try:
+                return await self._pg_lookups.read(self.engine, visitor_id)
+            except Exception as exc:
+                if is_outage(exc) and not isinstance(exc, OperationalError):
+                    raise OperationalError("lookup", None, exc) from exc
+                raise
+
+    async def _returning_pooled(self, visitor_id: str) -> Returning:
         erased = sa.select(erased_visitors.c.id).where(erased_visitors.c.id == visitor_id)
         async with self.read() as conn:
             if (await conn.execute(erased)).first() is not None:
-                return True, None
+                return Returning(True, None, [], None)
             row = (await conn.execute(_current_query(visitor_id))).first()
-        return False, None if row is None else _conversation(row._mapping)
+        if row is None:
+            return Returning(False, None, [], None)
+        conversation = _conversation(row._mapping)
+        return Returning(
+            False,
+            conversation,
+            await self.read_marks(conversation.id),
+            await self.queue_position(conversation),
+        )
 
     async def start_conversation(
         self,

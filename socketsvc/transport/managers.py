@@ -18,14 +18,18 @@ import socketio
 from engineio import packet as eio_packet
 from socketio import packet
 
+from socketsvc.transport.patches.socketio_rooms import IndexedRooms
+
 log = logging.getLogger(__name__)
 
 Target = tuple[str, str]
 """A (namespace, room) pair to emit to."""
 
 
-class LeanManager(socketio.AsyncManager):  # type: ignore[misc]
-    """`socketio.AsyncManager` whose emits without a callback send directly, in sequence.
+class LeanManager(IndexedRooms, socketio.AsyncManager):  # type: ignore[misc]
+    """`socketio.AsyncManager` whose emits without a callback send directly, in sequence, and
+    whose rooms are indexed per client where the patch `socketio.indexed_rooms` applies (the
+    app sets `indexed_rooms`).
 
     `pubsub.RedisManager` puts this class after python-socketio's pub/sub manager in its bases,
     so the local half of every emit it handles (its own, and those from other processes) comes

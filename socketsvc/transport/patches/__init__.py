@@ -142,6 +142,7 @@ def registry() -> tuple[Patch, ...]:
         engineio_polling,
         engineio_websocket,
         socketio_pubsub,
+        socketio_rooms,
         socketio_server,
     )
 
@@ -151,6 +152,7 @@ def registry() -> tuple[Patch, ...]:
         engineio_websocket.PATCH,
         aiohttp_writer.PATCH,
         socketio_pubsub.PATCH,
+        socketio_rooms.PATCH,
     )
 
 

@@ -76,7 +76,7 @@ def test_a_freeze_step_collects_new_garbage_and_freezes_the_survivors() -> None:
 
 
 def test_garbage_among_frozen_objects_is_collected_once_memory_grows_past_the_bound() -> None:
-    policy = GcPolicy(interval=30.0, growth=0.05, min_growth=0)
+    policy = GcPolicy(interval=30.0, growth=0.05, min_growth=0, min_spacing=0.0)
     policy.start()
     connection = cycle()
     frozen_garbage = weakref.ref(connection)
@@ -133,3 +133,24 @@ def test_settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
         Settings.from_env({**secret, "GC_FREEZE_INTERVAL": "-1"})
     with pytest.raises(SettingsError, match="GC_FULL_GROWTH"):
         Settings.from_env({**secret, "GC_FULL_GROWTH": "0"})
+
+
+def test_full_collections_are_spaced_unless_memory_runs_away() -> None:
+    """Past the bound within `min_spacing` of the last full collection: freeze steps only (a
+    reconnect storm is not collected in the middle); past 4 x the bound: full at once; after
+    the spacing: full."""
+    now = [1000.0]
+    policy = GcPolicy(
+        interval=1.0, growth=0.05, min_growth=0, min_spacing=30.0, clock=lambda: now[0]
+    )
+    policy.start()
+    growth = [[i] for i in range(int(policy.baseline * 0.06))]  # past the bound
+    assert policy.step().kind == "freeze"
+    now[0] += 29.0
+    assert policy.step().kind == "freeze"
+    now[0] += 1.0
+    assert policy.step().kind == "full"
+    more = [[i] for i in range(int(policy.baseline * 0.3))]  # past 4 x the bound
+    now[0] += 1.0
+    assert policy.step().kind == "full"
+    assert len(growth) and len(more)

@@ -96,7 +96,11 @@ def test_apply_logs_one_warning_per_patch_outside_its_range(monkeypatch, caplog)
     monkeypatch.setattr(importlib.metadata, "version", lambda name: fake.get(name) or real(name))
     with caplog.at_level(logging.WARNING, logger="socketsvc.transport.patches"):
         applied = patches.apply()
-    assert applied.names == {"socketio.server_hardening", "socketio.pubsub_canary"}
+    assert applied.names == {
+        "socketio.server_hardening",
+        "socketio.pubsub_canary",
+        "socketio.indexed_rooms",
+    }
     lines = [r.getMessage() for r in caplog.records]
     assert len(lines) == 3
     assert all(re.search(r"not applied \(.* is installed, tested on >=", line) for line in lines)

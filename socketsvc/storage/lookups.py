@@ -1,0 +1,124 @@
+"""The read of a reconnecting visitor's handshake, in one statement on a connection of its own.
+
+After a deploy or a lost node every visitor reconnects at once, and each handshake reads the
+erasure marker, the visitor's latest conversation, its read marks and its queue position. Four
+queries through SQLAlchemy's pool cost several times the rest of the handshake; this is one
+statement on the driver:
+
+- SQLite: a stdlib `sqlite3` connection of its own, read-only (`query_only`), run on the event
+  loop's thread as the appender's statements are (an indexed lookup in SQLite's page cache takes
+  tens of microseconds; a worker thread hand-over costs more). `busy_timeout` 0: should a read
+  ever find the database locked (WAL readers normally never wait), `SqliteLookups.read` raises
+  `Busy` and the store falls back to its pooled connections, so the loop never waits.
+- PostgreSQL: an asyncpg connection held between lookups (a pool check-out and check-in, with
+  its rollback, costs more than the lookup), one lookup at a time; dropped after an error.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import sqlite3
+from collections.abc import Sequence
+from typing import Any
+
+from socketsvc.domain.models import Returning, State
+from socketsvc.storage.appends import CONVERSATION_COLUMNS, conversation_from_row, sqlite_moment
+
+_COLUMNS = ", ".join(f"c.{name}" for name in CONVERSATION_COLUMNS)
+_QUEUED = State.QUEUED.value
+
+_SQLITE = f"""
+SELECT EXISTS (SELECT 1 FROM erased_visitors WHERE id = ?1),
+       {_COLUMNS},
+       (SELECT json_group_array(json_array(reader_role, reader_id, seq))
+          FROM read_marks WHERE conversation_id = c.id),
+       CASE WHEN c.state = '{_QUEUED}' AND c.queued_at IS NOT NULL THEN
+         (SELECT count(*) FROM conversations q WHERE q.state = '{_QUEUED}'
+            AND (q.queued_at < c.queued_at OR (q.queued_at = c.queued_at AND q.id <= c.id)))
+       END
+  FROM (SELECT 1) AS one
+  LEFT JOIN (SELECT * FROM conversations WHERE visitor_id = ?1
+              ORDER BY created_at DESC LIMIT 1) AS c ON 1
+"""
+
+_PG = f"""
+SELECT EXISTS (SELECT 1 FROM erased_visitors WHERE id = $1),
+       {_COLUMNS},
+       (SELECT json_agg(json_build_array(reader_role, reader_id, seq))
+          FROM read_marks WHERE conversation_id = c.id)::text,
+       CASE WHEN c.state = '{_QUEUED}' AND c.queued_at IS NOT NULL THEN
+         (SELECT count(*) FROM conversations q WHERE q.state = '{_QUEUED}'
+            AND (q.queued_at < c.queued_at OR (q.queued_at = c.queued_at AND q.id <= c.id)))
+       END
+  FROM (SELECT 1) AS one
+  LEFT JOIN (SELECT * FROM conversations WHERE visitor_id = $1
+              ORDER BY created_at DESC LIMIT 1) AS c ON true
+"""
+
+
+class Busy(Exception):
+    """SQLite was locked for this read: use the pooled path instead."""
+
+
+def _returning(row: Sequence[Any], moment: Any) -> Returning:
+    width = len(CONVERSATION_COLUMNS)
+    conversation = None if row[1] is None else conversation_from_row(row[1 : 1 + width], moment)
+    marks_json = row[1 + width]
+    marks = sorted(
+        (str(role), str(reader), int(seq)) for role, reader, seq in json.loads(marks_json or "[]")
+    )
+    position = row[2 + width]
+    return Returning(bool(row[0]), conversation, marks, None if position is None else int(position))
+
+
+class SqliteLookups:
+    """Lookups on a read-only stdlib sqlite3 connection, on the calling (loop) thread."""
+
+    def __init__(self, path: str) -> None:
+        self._conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+        self._conn.execute("PRAGMA busy_timeout=0")
+        self._conn.execute("PRAGMA query_only=1")
+
+    def read(self, visitor_id: str) -> Returning:
+        try:
+            row = self._conn.execute(_SQLITE, (visitor_id,)).fetchone()
+        except sqlite3.OperationalError as exc:
+            if "locked" in str(exc) or "busy" in str(exc):
+                raise Busy() from exc
+            raise
+        return _returning(row, sqlite_moment)
+
+    def close(self) -> None:
+        self._conn.close()
+
+
+class PgLookups:
+    """Lookups on one held asyncpg connection, made from the store's pool."""
+
+    def __init__(self) -> None:
+        self._lock = asyncio.Lock()
+        self._held: Any = None
+        """(SQLAlchemy connection, its asyncpg connection) while held."""
+
+    async def read(self, engine: Any, visitor_id: str) -> Returning:
+        async with self._lock:
+            if self._held is None:
+                conn = await engine.connect()
+                raw = await conn.get_raw_connection()
+                self._held = (conn, raw.driver_connection)
+            try:
+                row = await self._held[1].fetchrow(_PG, visitor_id)
+            except Exception:
+                await self.close()
+                raise
+        return _returning(row, lambda moment: moment)
+
+    async def close(self) -> None:
+        held, self._held = self._held, None
+        if held is not None:
+            with contextlib.suppress(Exception):
+                await held[0].invalidate()
+            with contextlib.suppress(Exception):
+                await held[0].close()
