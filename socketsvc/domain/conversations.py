@@ -19,6 +19,7 @@ from socketsvc.domain.models import (
     Append,
     Conversation,
     Message,
+    Returning,
     Role,
     Sender,
     State,
@@ -173,11 +174,7 @@ class ConversationService:
             conversation = returning.conversation
         token_out = self.tokens.mint_visitor(visitor_id)
         if conversation is not None:
-            agent = (
-                payloads.agent_ref(conversation) if conversation.state == State.ASSIGNED else None
-            )
-            marks = [payloads.read_mark(*mark) for mark in returning.read_marks]
-            context = ConversationContext(agent, returning.queue_position, marks)
+            context = self._context(returning)
             return Session(visitor, conversation.id, conversation, token_out, None, True, context)
         conversation_id = promised_conversation_id(visitor_id)
         greeting = await self.greeting(visitor, conversation_id)
@@ -213,14 +210,14 @@ class ConversationService:
         metrics.CONVERSATIONS_STARTED.inc()
         return started.conversation
 
-    async def context(self, conversation: Conversation) -> ConversationContext:
+    @staticmethod
+    def _context(returning: Returning) -> ConversationContext:
+        """The context of `returning.conversation` (not None) from what was read with it."""
+        conversation = returning.conversation
+        assert conversation is not None
         agent = payloads.agent_ref(conversation) if conversation.state == State.ASSIGNED else None
-        marks = await self.store.read_marks(conversation.id)
-        return ConversationContext(
-            agent,
-            await self.store.queue_position(conversation),
-            [payloads.read_mark(role, reader, seq) for role, reader, seq in marks],
-        )
+        marks = [payloads.read_mark(*mark) for mark in returning.read_marks]
+        return ConversationContext(agent, returning.queue_position, marks)
 
     async def conversation_of(self, visitor_id: str, conversation_id: str) -> Conversation | None:
         """The conversation, if this visitor owns it (`forbidden` or `not_found` otherwise);
@@ -370,8 +367,8 @@ class ConversationService:
         `promised_to`: the visitor asking; its promised conversation, not stored yet, syncs
         as empty (`started` False) instead of `not_found`.
         """
-        found = await self.store.messages_after(conversation_id, after_seq, limit)
-        conversation = await self.store.get_conversation(conversation_id)
+        found, returning = await self.store.sync_read(conversation_id, after_seq, limit)
+        conversation = returning.conversation
         if conversation is None:
             if promised_to is not None and conversation_id == promised_conversation_id(promised_to):
                 return SyncResult([], State.BOT, 0, NO_CONTEXT, started=False)
@@ -379,7 +376,7 @@ class ConversationService:
         if allowed is not None:
             allowed(conversation)
         return SyncResult(
-            found, conversation.state, conversation.last_seq, await self.context(conversation)
+            found, conversation.state, conversation.last_seq, self._context(returning)
         )
 
     async def publish(self, conversation: Conversation, message: Message) -> None:

@@ -38,6 +38,13 @@ class ConversationStore(Protocol):
         """Erased?, the latest conversation, its read marks and queue position, at once."""
         ...
 
+    async def sync_read(
+        self, conversation_id: str, after_seq: int, limit: int
+    ) -> tuple[list[Message], Returning]:
+        """Messages after `after_seq`, then the conversation (None: none) with its read marks
+        and queue position, read after them."""
+        ...
+
     async def start_conversation(
         self,
         visitor: Visitor,

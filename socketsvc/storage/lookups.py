@@ -23,39 +23,66 @@ import sqlite3
 from collections.abc import Sequence
 from typing import Any
 
-from socketsvc.domain.models import Returning, State
-from socketsvc.storage.appends import CONVERSATION_COLUMNS, conversation_from_row, sqlite_moment
+from socketsvc.domain.models import Message, Returning, State
+from socketsvc.storage.appends import (
+    CONVERSATION_COLUMNS,
+    MESSAGE_COLUMNS,
+    conversation_from_row,
+    message_from_row,
+    sqlite_moment,
+)
 
 _COLUMNS = ", ".join(f"c.{name}" for name in CONVERSATION_COLUMNS)
 _QUEUED = State.QUEUED.value
 
-_SQLITE = f"""
-SELECT EXISTS (SELECT 1 FROM erased_visitors WHERE id = ?1),
+
+def _statement(erased: str, marks: str, suffix: str, mark: str, latest: str) -> str:
+    """The lookup: the erasure marker `erased`, the conversation `latest` picks, its read
+    marks aggregated by `marks`, and its queue position."""
+    return f"""
+SELECT {erased},
        {_COLUMNS},
-       (SELECT json_group_array(json_array(reader_role, reader_id, seq))
-          FROM read_marks WHERE conversation_id = c.id),
+       (SELECT {marks} FROM read_marks WHERE conversation_id = c.id){suffix},
        CASE WHEN c.state = '{_QUEUED}' AND c.queued_at IS NOT NULL THEN
          (SELECT count(*) FROM conversations q WHERE q.state = '{_QUEUED}'
             AND (q.queued_at < c.queued_at OR (q.queued_at = c.queued_at AND q.id <= c.id)))
        END
   FROM (SELECT 1) AS one
-  LEFT JOIN (SELECT * FROM conversations WHERE visitor_id = ?1
-              ORDER BY created_at DESC LIMIT 1) AS c ON 1
+  LEFT JOIN (SELECT * FROM conversations WHERE {latest}) AS c ON {mark}
 """
 
-_PG = f"""
-SELECT EXISTS (SELECT 1 FROM erased_visitors WHERE id = $1),
-       {_COLUMNS},
-       (SELECT json_agg(json_build_array(reader_role, reader_id, seq))
-          FROM read_marks WHERE conversation_id = c.id)::text,
-       CASE WHEN c.state = '{_QUEUED}' AND c.queued_at IS NOT NULL THEN
-         (SELECT count(*) FROM conversations q WHERE q.state = '{_QUEUED}'
-            AND (q.queued_at < c.queued_at OR (q.queued_at = c.queued_at AND q.id <= c.id)))
-       END
-  FROM (SELECT 1) AS one
-  LEFT JOIN (SELECT * FROM conversations WHERE visitor_id = $1
-              ORDER BY created_at DESC LIMIT 1) AS c ON true
-"""
+
+_SQLITE_MARKS = "json_group_array(json_array(reader_role, reader_id, seq))"
+_PG_MARKS = "json_agg(json_build_array(reader_role, reader_id, seq))"
+_LATEST = "visitor_id = {p} ORDER BY created_at DESC LIMIT 1"
+_SQLITE = _statement(
+    "EXISTS (SELECT 1 FROM erased_visitors WHERE id = ?1)",
+    _SQLITE_MARKS,
+    "",
+    "1",
+    _LATEST.format(p="?1"),
+)
+_PG = _statement(
+    "EXISTS (SELECT 1 FROM erased_visitors WHERE id = $1)",
+    _PG_MARKS,
+    "::text",
+    "true",
+    _LATEST.format(p="$1"),
+)
+_SQLITE_BY_ID = _statement("0", _SQLITE_MARKS, "", "1", "id = ?1")
+_PG_BY_ID = _statement("false", _PG_MARKS, "::text", "true", "id = $1")
+_MESSAGES = ", ".join(MESSAGE_COLUMNS)
+_SQLITE_AFTER = (
+    f"SELECT {_MESSAGES} FROM messages WHERE conversation_id = ? AND seq > ? ORDER BY seq LIMIT ?"
+)
+_PG_AFTER = (
+    f"SELECT {_MESSAGES} FROM messages WHERE conversation_id = $1 AND seq > $2"
+    " ORDER BY seq LIMIT $3"
+)
+
+
+def _same(moment: Any) -> Any:
+    return moment
 
 
 class Busy(Exception):
@@ -73,6 +100,11 @@ def _returning(row: Sequence[Any], moment: Any) -> Returning:
     return Returning(bool(row[0]), conversation, marks, None if position is None else int(position))
 
 
+def _busy(exc: sqlite3.OperationalError) -> Exception:
+    """`Busy` for a locked database (the caller falls back), else the error itself."""
+    return Busy() if "locked" in str(exc) or "busy" in str(exc) else exc
+
+
 class SqliteLookups:
     """Lookups on a read-only stdlib sqlite3 connection, on the calling (loop) thread."""
 
@@ -85,10 +117,25 @@ class SqliteLookups:
         try:
             row = self._conn.execute(_SQLITE, (visitor_id,)).fetchone()
         except sqlite3.OperationalError as exc:
-            if "locked" in str(exc) or "busy" in str(exc):
-                raise Busy() from exc
-            raise
+            raise _busy(exc) from exc
         return _returning(row, sqlite_moment)
+
+    def sync(
+        self, conversation_id: str, after_seq: int, limit: int
+    ) -> tuple[list[Message], Returning]:
+        """Messages after `after_seq`, then the conversation as it is after them (read marks,
+        queue position), in one read transaction."""
+        conn = self._conn
+        try:
+            conn.execute("BEGIN")
+            try:
+                rows = conn.execute(_SQLITE_AFTER, (conversation_id, after_seq, limit)).fetchall()
+                row = conn.execute(_SQLITE_BY_ID, (conversation_id,)).fetchone()
+            finally:
+                conn.execute("COMMIT")
+        except sqlite3.OperationalError as exc:
+            raise _busy(exc) from exc
+        return [message_from_row(r, sqlite_moment) for r in rows], _returning(row, sqlite_moment)
 
     def close(self) -> None:
         self._conn.close()
@@ -104,16 +151,34 @@ class PgLookups:
 
     async def read(self, engine: Any, visitor_id: str) -> Returning:
         async with self._lock:
-            if self._held is None:
-                conn = await engine.connect()
-                raw = await conn.get_raw_connection()
-                self._held = (conn, raw.driver_connection)
+            driver = await self._driver(engine)
             try:
-                row = await self._held[1].fetchrow(_PG, visitor_id)
+                row = await driver.fetchrow(_PG, visitor_id)
             except Exception:
                 await self.close()
                 raise
-        return _returning(row, lambda moment: moment)
+        return _returning(row, _same)
+
+    async def sync(
+        self, engine: Any, conversation_id: str, after_seq: int, limit: int
+    ) -> tuple[list[Message], Returning]:
+        """Messages after `after_seq`, then the conversation as it is after them."""
+        async with self._lock:
+            driver = await self._driver(engine)
+            try:
+                rows = await driver.fetch(_PG_AFTER, conversation_id, after_seq, limit)
+                row = await driver.fetchrow(_PG_BY_ID, conversation_id)
+            except Exception:
+                await self.close()
+                raise
+        return [message_from_row(r, _same) for r in rows], _returning(row, _same)
+
+    async def _driver(self, engine: Any) -> Any:
+        if self._held is None:
+            conn = await engine.connect()
+            raw = await conn.get_raw_connection()
+            self._held = (conn, raw.driver_connection)
+        return self._held[1]
 
     async def close(self) -> None:
         held, self._held = self._held, None

@@ -263,6 +263,38 @@ class Store:
                     raise OperationalError("lookup", None, exc) from exc
                 raise
 
+    async def sync_read(
+        self, conversation_id: str, after_seq: int, limit: int
+    ) -> tuple[list[Message], Returning]:
+        """Up to `limit` messages after `after_seq`, then the conversation as it is after them
+        (`Returning.conversation` None: no such conversation), its read marks and queue
+        position: what `sync` answers, in two statements (storage/lookups)."""
+        if self._sqlite_lookups is not None:
+            with OUTAGES.guard("read"):
+                try:
+                    return self._sqlite_lookups.sync(conversation_id, after_seq, limit)
+                except Busy:
+                    pass
+                except sqlite3.OperationalError as exc:
+                    raise OperationalError("lookup", None, exc) from exc
+            found = await self.messages_after(conversation_id, after_seq, limit)
+            conversation = await self.get_conversation(conversation_id)
+            if conversation is None:
+                return found, Returning(False, None, [], None)
+            return found, Returning(
+                False,
+                conversation,
+                await self.read_marks(conversation.id),
+                await self.queue_position(conversation),
+            )
+        with OUTAGES.guard("read"):
+            try:
+                return await self._pg_lookups.sync(self.engine, conversation_id, after_seq, limit)
+            except Exception as exc:
+                if is_outage(exc) and not isinstance(exc, OperationalError):
+                    raise OperationalError("lookup", None, exc) from exc
+                raise
+
     async def _returning_pooled(self, visitor_id: str) -> Returning:
         erased = sa.select(erased_visitors.c.id).where(erased_visitors.c.id == visitor_id)
         async with self.read() as conn:
