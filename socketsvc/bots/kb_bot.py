@@ -36,6 +36,8 @@ OFFER_AFTER_FALLBACKS: Final = 2
 """The n-th fallback in a row (and every one after it) offers a human."""
 SHORT_REPLY_CHARS: Final = 3
 """Replies this short ("ok", "no", "yes") must match a yes/no phrase exactly."""
+OFFER_REPLY_CUTOFF: Final = 72.0
+"""Lowest `fuzz.ratio` of a longer reply to a human offer against a yes/no phrase."""
 
 
 @dataclass(frozen=True)
@@ -102,7 +104,7 @@ class KnowledgeBaseBot:
 
     def _best(self, query: str, phrases: list[str]) -> float:
         found = process.extractOne(
-            query, phrases, scorer=fuzz.ratio, processor=None, score_cutoff=self.kb.threshold
+            query, phrases, scorer=fuzz.ratio, processor=None, score_cutoff=OFFER_REPLY_CUTOFF
         )
         return 0.0 if found is None else found[1]
 

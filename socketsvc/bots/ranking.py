@@ -8,11 +8,11 @@ word the knowledge base does not know is mapped to its closest known word when
 
 Examples are ranked with BM25 (`bm25s`, one document per example). The best example's
 confidence (0..100) is how much of the question it explains: the share of the question's
-word weight (BM25's idf; a word unknown to the knowledge base weighs as much as the rarest
-one) that the example's intent knows, scaled by typo similarity, times the share of the
-example's own weight that the question contains, raised to `EXAMPLE_WEIGHT`. "Is my payment
-data secure?" against "is my data private" explains "data" and "secure" but not "payment",
-the rarest word of the question, so it stays under the threshold.
+word weight (BM25's idf; a word the knowledge base does not know weighs `UNKNOWN_WEIGHT` times
+the rarest known word) that the example's intent knows, scaled by typo similarity, times the
+share of the example's own weight that the question contains, raised to `EXAMPLE_WEIGHT`.
+"Is my payment data secure?" against "is it secure" explains "secure" and "data" but not
+"payment", which the knowledge base has never seen, so it stays under the threshold.
 """
 
 from __future__ import annotations

@@ -8,7 +8,7 @@ import pytest
 from rapidfuzz.utils import default_process
 
 from socketsvc.bots.base import BotContext, BotReply
-from socketsvc.bots.kb_bot import KnowledgeBaseBot
+from socketsvc.bots.kb_bot import OFFER_REPLY_CUTOFF, KnowledgeBaseBot
 from socketsvc.bots.knowledge import load_default_knowledge_base, parse_knowledge_base
 
 KB = load_default_knowledge_base()
@@ -117,7 +117,7 @@ async def test_yes_after_offer_hands_off(bot: KnowledgeBaseBot, text: str) -> No
 
     assert reply.text == KB.handoff_reply
     assert (reply.matched, reply.intent, reply.handoff) == (True, "accept-human", True)
-    assert reply.score >= KB.threshold
+    assert reply.score >= OFFER_REPLY_CUTOFF
 
 
 @pytest.mark.parametrize("text", ["no", "No thanks.", "not now", "nope", "no thank u"])

@@ -61,7 +61,7 @@ def test_minimal_file_gets_defaults(tmp_path: Path) -> None:
         offer_human="Would you like to talk to a human? Just say yes.",
         handoff_reply="OK, I'm handing you over to a human agent.",
         decline_reply="No problem, ask me anything else.",
-        threshold=72.0,
+        threshold=45.0,
         affirmative=("yes", "yes please", "sure", "ok", "please do"),
         negative=("no", "no thanks", "not now"),
         intents=(
