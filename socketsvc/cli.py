@@ -236,6 +236,7 @@ def kb_eval(
         if kb_path is None:
             pairs = [evaluation.load_packaged(name) for name in evaluation.PACKAGED_KBS]
         else:
+            labels_path = labels_path or evaluation.labels_path_for(kb_path)
             pairs = [evaluation.load_pair(kb_path, labels_path)]
     except KnowledgeBaseError as exc:
         print(f"socketsvc kb-eval: {exc}", file=sys.stderr)
@@ -247,7 +248,7 @@ def kb_eval(
         ok = ok and ev.meets_bounds
         if i:
             print()
-        print(evaluation.report(kb, evaluation.labels_path_for(kb.source), ev))
+        print(evaluation.report(kb, labels_path or evaluation.labels_path_for(kb.source), ev))
         if sweep:
             print("threshold  recall  false-answer rate")
             for row in evaluation.sweep(raw, range(0, 101, 5)):

@@ -133,3 +133,19 @@ def test_kb_eval_on_a_file_and_its_exit_code(
     assert "threshold  recall  false-answer rate" in out
     assert main(["kb-eval", "--kb", str(tmp_path / "nowhere.json")]) == 2
     assert "cannot read file" in capsys.readouterr().err
+
+
+HOLDOUT = Path(__file__).parent / "holdout"
+
+
+@pytest.mark.parametrize("name", evaluation.PACKAGED_KBS)
+def test_held_out_sets_are_valid_and_printed(name: str, capsys: pytest.CaptureFixture[str]) -> None:
+    """The held-out sets (never tuned on; docs/bot-knowledge-base.md reports their figures)."""
+    kb_path = Path(evaluation.__file__).parent / name
+    labels = HOLDOUT / name.replace(".json", ".holdout.json")
+
+    main(["kb-eval", "--kb", str(kb_path), "--labels", str(labels)])
+
+    out = capsys.readouterr().out
+    assert f"labelled set       {labels}" in out
+    assert "questions          40 (25 in scope, 15 out of scope)" in out
