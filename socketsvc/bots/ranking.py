@@ -17,6 +17,7 @@ share of the example's own weight that the question contains, raised to `EXAMPLE
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -65,8 +66,9 @@ def words(text: str) -> list[str]:
     return [w for w in default_process(text).split() if w not in STOPWORDS and not w.isdigit()]
 
 
+@functools.lru_cache(maxsize=8192)
 def stem(word: str) -> str:
-    """The Snowball (English) stem of one normalized word."""
+    """The Snowball (English) stem of one normalized word (cached: the stemmer is pure Python)."""
     result = _STEMMER.stemWord(word)
     return str(result)
 
