@@ -3,8 +3,9 @@ when the knowledge base does not cover the question (see docs/bot-knowledge-base
 
 Texts are split into words (`rapidfuzz.utils.default_process`: lower case, punctuation as
 spaces), filler words dropped (`STOPWORDS`) and the rest stemmed (Snowball, English). A query
-word the knowledge base does not know is mapped to its closest known word when
-`rapidfuzz.fuzz.ratio` finds one at `TYPO_CUTOFF` or more ("instal" -> "install").
+word the knowledge base does not know is mapped to the known word it is a typo of
+(`rapidfuzz.fuzz.ratio` at `TYPO_CUTOFF` or more, same first letter: "knowlege" ->
+"knowledge"; see `Ranker._typo`).
 
 Examples are ranked with BM25 (`bm25s`, one document per example). The best example's
 confidence (0..100) is how much of the question it explains: the share of the question's
@@ -33,8 +34,10 @@ from .knowledge import Intent
 
 TYPO_CUTOFF: Final = 75.0
 """Lowest `fuzz.ratio` between an unknown query word and a known word to take it as a typo."""
+SHORT_TYPO_CUTOFF: Final = 80.0
+"""The same for 4-letter words: a letter added or left out, not replaced."""
 TYPO_MIN_LENGTH: Final = 4
-"""Shorter unknown words are never corrected ("car" is not a typo of "cart")."""
+"""Shorter unknown words are corrected only for swapped letters ("car" is not "cart")."""
 EXAMPLE_WEIGHT: Final = 0.5
 """Exponent of the example-coverage factor: how much an example's unasked words lower the
 confidence (0: not at all; 1: as much as unexplained question words)."""
@@ -111,7 +114,12 @@ class Ranker:
             for w in words(example):
                 self._surface.setdefault(w, stem(w))
         self._surface_list = sorted(self._surface)
-        self._short = [w for w in (*_STOPWORDS, *self._surface_list) if len(w) == 3]
+        self._by_length: dict[int, list[str]] = {}
+        self._by_initial: dict[str, list[str]] = {}
+        for w in (*_STOPWORDS, *self._surface_list):
+            self._by_length.setdefault(len(w), []).append(w)
+        for w in self._surface_list:
+            self._by_initial.setdefault(w[0], []).append(w)
         self._normalized = [default_process(e) for e in self._examples]
         self._bm25 = bm25s.BM25()
         # An empty document keeps bm25s happy for examples made only of stopwords ("hi there").
@@ -139,15 +147,24 @@ class Ranker:
         return terms
 
     def _typo(self, word: str) -> tuple[str, float] | None:
+        """The known or filler word `word` is a typo of, with `fuzz.ratio` / 100, or None.
+
+        Two swapped letters count at any length. Otherwise the word must have 4 letters or more;
+        a known word must start with the same letter (typos rarely hit the first one: "down" is
+        not "own") and reach `TYPO_CUTOFF` (`SHORT_TYPO_CUTOFF` for 4 letters: a letter added or
+        left out, not replaced: "plus" is not "plug"); a filler word (which drops the word)
+        only `TYPO_CUTOFF`. A tie goes to the filler word.
+        """
         if len(word) < 3:
             return None
-        if len(word) == 3:
-            for known in self._short:
-                if sorted(known) == sorted(word) and OSA.distance(known, word) == 1:
-                    return known, 2 / 3
+        for known in self._by_length.get(len(word), ()):
+            if sorted(known) == sorted(word) and OSA.distance(known, word) == 1:
+                return known, fuzz.ratio(known, word) / 100.0
+        if len(word) < TYPO_MIN_LENGTH:
             return None
+        cutoff = SHORT_TYPO_CUTOFF if len(word) == TYPO_MIN_LENGTH else TYPO_CUTOFF
         near = process.extractOne(
-            word, self._surface_list, scorer=fuzz.ratio, score_cutoff=TYPO_CUTOFF
+            word, self._by_initial.get(word[0], ()), scorer=fuzz.ratio, score_cutoff=cutoff
         )
         filler = process.extractOne(word, _STOPWORDS, scorer=fuzz.ratio, score_cutoff=TYPO_CUTOFF)
         if filler is not None and (near is None or filler[1] >= near[1]):
