@@ -3,7 +3,8 @@
  * elements built without HTML, times, client ids, message bubbles and their marks).
  *
  * A native ES module with no dependencies; the pages load it with import().
- * Everything from the service or from people is rendered with textContent, never as HTML.
+ * Everything from the service or from people is rendered with textContent, never as HTML; the
+ * light markdown of bot and agent messages (renderMarkdown) builds elements and text nodes only.
  */
 
 // ---- storage (either may be disabled: then state lasts as long as the page) ---------------------
@@ -147,9 +148,100 @@ export const STATUS_TEXT = /** @type {Record<string, string>} */ ({
   read: "Read",
 });
 
+// ---- light markdown ------------------------------------------------------------------------------
+
+/** Inline marks: `code`, [label](url) and **bold**. */
+const INLINE = /`([^`\n]+)`|\[([^\]\n]+)\]\(([^()\s]+)\)|\*\*([^*\n]+)\*\*/g;
+const BULLET = /^\s*[-*]\s+(.*)$/;
+const NUMBERED = /^\s*\d{1,3}[.)]\s+(.*)$/;
+
 /**
- * A message bubble: sender, text, time, and a status mark when `role` is `markedRole` (the page's
- * own side: the visitor in the widget, the agent in the console).
+ * The URL of a link if it is safe to follow: absolute http(s) or mailto only, else null.
+ * @param {string} raw
+ */
+export function safeHref(raw) {
+  let url;
+  try {
+    url = new URL(raw);
+  } catch {
+    return null;
+  }
+  return url.protocol === "http:" || url.protocol === "https:" || url.protocol === "mailto:" ? url.href : null;
+}
+
+/**
+ * One line's inline marks as nodes: <code>, <a> (safe URLs only, opened in a new tab without
+ * access to this page), <strong>; everything else, a link with an unsafe URL included, as text.
+ * @param {string} text
+ * @returns {Node[]}
+ */
+function inlineNodes(text) {
+  /** @type {Node[]} */
+  const nodes = [];
+  let last = 0;
+  for (const m of text.matchAll(INLINE)) {
+    const at = m.index ?? 0;
+    if (at > last) nodes.push(document.createTextNode(text.slice(last, at)));
+    if (m[1] !== undefined) nodes.push(h("code", { text: m[1] }));
+    else if (m[2] !== undefined) {
+      const href = safeHref(m[3]);
+      nodes.push(
+        href
+          ? h("a", { href, target: "_blank", rel: "noopener noreferrer", text: m[2] })
+          : document.createTextNode(m[0]),
+      );
+    } else nodes.push(h("strong", { text: m[4] }));
+    last = at + m[0].length;
+  }
+  if (last < text.length) nodes.push(document.createTextNode(text.slice(last)));
+  return nodes;
+}
+
+/**
+ * Light markdown as a fragment of elements and text nodes (never HTML): paragraphs (blank
+ * lines), "- " / "* " and "1. " lists, `code`, [links](https://...) and **bold**. Line breaks
+ * inside a paragraph stay newlines (the bubbles use white-space: pre-wrap).
+ * @param {string} text
+ * @returns {DocumentFragment}
+ */
+export function renderMarkdown(text) {
+  const out = document.createDocumentFragment();
+  /** @type {string[]} */
+  let para = [];
+  /** @type {HTMLElement | null} */
+  let list = null;
+  const flush = () => {
+    if (para.length) out.appendChild(h("p", null, inlineNodes(para.join("\n"))));
+    para = [];
+  };
+  for (const line of String(text).split(/\r?\n/)) {
+    const bullet = BULLET.exec(line);
+    const numbered = bullet ? null : NUMBERED.exec(line);
+    if (bullet || numbered) {
+      flush();
+      const tag = bullet ? "ul" : "ol";
+      if (!list || list.tagName.toLowerCase() !== tag) {
+        list = h(tag);
+        out.appendChild(list);
+      }
+      list.appendChild(h("li", null, inlineNodes((bullet || numbered || [])[1] || "")));
+      continue;
+    }
+    list = null;
+    if (line.trim() === "") flush();
+    else para.push(line);
+  }
+  flush();
+  return out;
+}
+
+/** Roles whose messages are rendered as light markdown (the bot's answers, agents' replies). */
+export const MARKDOWN_ROLES = new Set(["bot", "agent"]);
+
+/**
+ * A message bubble: sender, text (light markdown for MARKDOWN_ROLES, else plain), time, and a
+ * status mark when `role` is `markedRole` (the page's own side: the visitor in the widget, the
+ * agent in the console).
  * @param {string} role
  * @param {string | null | undefined} name
  * @param {string} text
@@ -159,7 +251,11 @@ export function buildMessageNode(role, name, text, markedRole) {
   role = ROLES.has(role) ? role : "system";
   const node = h("article", { class: "msg", "data-role": role });
   node.appendChild(h("span", { class: "msg-sender", text: name || role }));
-  node.appendChild(h("p", { class: "msg-text", text }));
+  node.appendChild(
+    MARKDOWN_ROLES.has(role)
+      ? h("div", { class: "msg-text" }, [renderMarkdown(text)])
+      : h("p", { class: "msg-text", text }),
+  );
   const meta = h("span", { class: "msg-meta" }, [h("time", { class: "msg-time" })]);
   if (role === markedRole) meta.appendChild(h("span", { class: "msg-status" }));
   node.appendChild(meta);

@@ -30,6 +30,7 @@ commands:
   socketsvc migrate                              upgrade the database schema to this release's
   socketsvc visitor export ID                    print a visitor's conversations as JSON
   socketsvc visitor delete ID                    erase a visitor (every row; its tokens refused)
+  socketsvc kb-eval [--kb PATH] [--labels PATH]  recall and false-answer rate of the bot's KBs
 
 `serve` serves the namespaces /chat and /agent, the demo pages at /, and /healthz, /readyz and
 /metrics on $HOST:$PORT (default {_HOST}:{_PORT}). Configuration comes from the environment
@@ -39,6 +40,8 @@ schema at DATABASE_URL (a no-op when it is up to date; the Procfile's release ph
 service on PostgreSQL refuses to start on an older schema, SQLite is migrated at start.
 `visitor export` and `visitor delete` work on DATABASE_URL (see SECURITY.md, personal data); the
 host site's backend can do the same over HTTP (GET/DELETE /api/visitors/ID with ADMIN_TOKEN).
+`kb-eval` asks the knowledge-base bot every question of a labelled set and prints recall and
+false-answer rate (docs/bot-knowledge-base.md); without --kb, both packaged knowledge bases.
 
 environment variables (default; accepted values):
 {plain_list()}"""
@@ -88,6 +91,32 @@ def build_parser() -> argparse.ArgumentParser:
         "are refused afterwards",
     )
     delete.add_argument("id", metavar="ID", help="the visitor's id")
+    kb_eval = commands.add_parser(
+        "kb-eval",
+        help="print the knowledge-base bot's recall and false-answer rate on a labelled set; "
+        "exit 1 if below recall 80 %% or above false-answer rate 5 %%",
+    )
+    kb_eval.add_argument(
+        "--kb",
+        metavar="PATH",
+        help="knowledge-base JSON (default: both packaged ones, default_kb.json and shop_kb.json)",
+    )
+    kb_eval.add_argument(
+        "--labels",
+        metavar="PATH",
+        help="labelled set JSON (default: beside the knowledge base, NAME.labels.json)",
+    )
+    kb_eval.add_argument(
+        "--threshold", type=float, help="evaluate at this threshold instead of the KB's own"
+    )
+    kb_eval.add_argument(
+        "--sweep", action="store_true", help="also print recall and false-answer rate per threshold"
+    )
+    kb_eval.add_argument(
+        "--mistakes",
+        action="store_true",
+        help="also list every missed or falsely answered question",
+    )
     return parser
 
 
@@ -96,6 +125,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "settings":
         print(markdown_table() if args.markdown else plain_list(), end="")
         return 0
+    if args.command == "kb-eval":
+        return kb_eval(args.kb, args.labels, args.threshold, sweep=args.sweep, show=args.mistakes)
     try:
         settings = Settings.from_env()
     except SettingsError as exc:
@@ -184,6 +215,48 @@ def visitor(settings: Settings, action: str, visitor_id: str) -> int:
         return 3
     print(json.dumps(result, indent=2, ensure_ascii=False))
     return 0
+
+
+def kb_eval(
+    kb_path: str | None,
+    labels_path: str | None,
+    threshold: float | None,
+    *,
+    sweep: bool,
+    show: bool,
+) -> int:
+    """`socketsvc kb-eval`: the figures of each knowledge base; 1 if one misses the bounds."""
+    from socketsvc.bots import evaluation
+    from socketsvc.bots.knowledge import KnowledgeBaseError
+
+    if labels_path is not None and kb_path is None:
+        print("socketsvc kb-eval: --labels needs --kb", file=sys.stderr)
+        return 2
+    try:
+        if kb_path is None:
+            pairs = [evaluation.load_packaged(name) for name in evaluation.PACKAGED_KBS]
+        else:
+            labels_path = labels_path or evaluation.labels_path_for(kb_path)
+            pairs = [evaluation.load_pair(kb_path, labels_path)]
+    except KnowledgeBaseError as exc:
+        print(f"socketsvc kb-eval: {exc}", file=sys.stderr)
+        return 2
+    ok = True
+    for i, (kb, labels) in enumerate(pairs):
+        raw = evaluation.outcomes(kb, labels)
+        ev = evaluation.at_threshold(raw, kb.threshold if threshold is None else threshold)
+        ok = ok and ev.meets_bounds
+        if i:
+            print()
+        print(evaluation.report(kb, labels_path or evaluation.labels_path_for(kb.source), ev))
+        if sweep:
+            print("threshold  recall  false-answer rate")
+            for row in evaluation.sweep(raw, range(0, 101, 5)):
+                print(f"{row.threshold:9g}  {row.recall:6.1%}  {row.false_answer_rate:6.1%}")
+        if show:
+            print("mistakes (labelled -> answered, confidence):")
+            print("\n".join(evaluation.mistakes(ev)) or "  none")
+    return 0 if ok else 1
 
 
 def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:

@@ -1,9 +1,10 @@
-"""The built-in knowledge-base bot: fuzzy-matches visitor text against intent examples.
+"""The built-in knowledge-base bot: answers the intent whose example explains the visitor's text.
 
-Intents are ranked with `rapidfuzz.fuzz.token_set_ratio` over every example (after
-`rapidfuzz.utils.default_process`: lower case, punctuation stripped). It ignores word order
-and extra words ("how do I run the tests please?") and tolerates typos. Ties are broken by
-the plain `rapidfuzz.fuzz.ratio`, so an exact example beats one that merely contains the text.
+Examples are ranked with BM25 and typos corrected with rapidfuzz (`ranking.Ranker`); the best
+example's confidence (0..100: how much of the question it explains) must reach the knowledge
+base's `threshold`, calibrated on a labelled set (`evaluation`), or the bot falls back. Ties
+are broken by the plain `rapidfuzz.fuzz.ratio`, so an exact example beats one that merely
+contains the text.
 
 Replies to a human offer use `fuzz.ratio` instead: the whole reply must resemble a
 yes/no phrase, so "ok, how do I scale it?" is answered as a question, not taken as consent.
@@ -29,16 +30,19 @@ from .knowledge import (
     load_default_knowledge_base,
     load_knowledge_base,
 )
+from .ranking import Ranker
 
 OFFER_AFTER_FALLBACKS: Final = 2
 """The n-th fallback in a row (and every one after it) offers a human."""
 SHORT_REPLY_CHARS: Final = 3
 """Replies this short ("ok", "no", "yes") must match a yes/no phrase exactly."""
+OFFER_REPLY_CUTOFF: Final = 72.0
+"""Lowest `fuzz.ratio` of a longer reply to a human offer against a yes/no phrase."""
 
 
 @dataclass(frozen=True)
 class Match:
-    """The best intent for a text, with the example it matched and its score (0..100)."""
+    """The best intent for a text, with the example it matched and its confidence (0..100)."""
 
     intent: Intent
     example: str
@@ -54,12 +58,7 @@ class KnowledgeBaseBot:
         self.kb = kb
         self.name = kb.bot_name
         self.delay = delay
-        self._examples: list[str] = []
-        self._owners: list[Intent] = []
-        for intent in kb.intents:
-            for example in intent.examples:
-                self._examples.append(default_process(example))
-                self._owners.append(intent)
+        self._ranker = Ranker(kb.intents)
         self._affirmative = [default_process(p) for p in kb.affirmative]
         self._negative = [default_process(p) for p in kb.negative]
 
@@ -71,23 +70,22 @@ class KnowledgeBaseBot:
         kb = load_default_knowledge_base() if path is None else load_knowledge_base(path)
         return cls(kb, delay=delay)
 
-    def match(self, text: str) -> Match | None:
-        """The best-scoring intent for `text`, or None if nothing reaches the threshold."""
+    def best(self, text: str) -> Match | None:
+        """The most confident intent for `text` whatever its confidence; None if nothing relates."""
+        candidates = self._ranker.rank(text)
+        if not candidates:
+            return None
         query = default_process(text)
-        if not query:
-            return None
-        results = process.extract(
-            query,
-            self._examples,
-            scorer=fuzz.token_set_ratio,
-            processor=None,
-            limit=None,
-            score_cutoff=self.kb.threshold,
+        top = max(
+            candidates,
+            key=lambda c: (round(c.confidence, 6), fuzz.ratio(query, default_process(c.example))),
         )
-        if not results:
-            return None
-        example, score, index = max(results, key=lambda r: (r[1], fuzz.ratio(query, r[0])))
-        return Match(intent=self._owners[index], example=example, score=score)
+        return Match(intent=top.intent, example=top.example, score=round(top.confidence, 1))
+
+    def match(self, text: str) -> Match | None:
+        """The most confident intent for `text`, or None if it does not reach the threshold."""
+        found = self.best(text)
+        return found if found is not None and found.score >= self.kb.threshold else None
 
     def answer_to_offer(self, text: str) -> tuple[bool, float] | None:
         """(True, score) for a yes, (False, score) for a no, None if `text` is neither."""
@@ -106,7 +104,7 @@ class KnowledgeBaseBot:
 
     def _best(self, query: str, phrases: list[str]) -> float:
         found = process.extractOne(
-            query, phrases, scorer=fuzz.ratio, processor=None, score_cutoff=self.kb.threshold
+            query, phrases, scorer=fuzz.ratio, processor=None, score_cutoff=OFFER_REPLY_CUTOFF
         )
         return 0.0 if found is None else found[1]
 

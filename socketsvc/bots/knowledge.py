@@ -23,7 +23,7 @@ _DEFAULTS: Final[Mapping[str, Any]] = {
     "offer_human": "Would you like to talk to a human? Just say yes.",
     "handoff_reply": "OK, I'm handing you over to a human agent.",
     "decline_reply": "No problem, ask me anything else.",
-    "threshold": 72,
+    "threshold": 45,
     "affirmative": ["yes", "yes please", "sure", "ok", "please do"],
     "negative": ["no", "no thanks", "not now"],
 }
@@ -66,7 +66,7 @@ class KnowledgeBase:
     handoff_reply: str
     decline_reply: str
     threshold: float
-    """Minimum rapidfuzz score (0..100) for a match."""
+    """Minimum confidence (0..100, `ranking.Ranker`) for a match."""
     affirmative: tuple[str, ...]
     negative: tuple[str, ...]
     intents: tuple[Intent, ...]

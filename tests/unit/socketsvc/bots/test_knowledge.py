@@ -41,10 +41,10 @@ def test_default_knowledge_base_is_valid_and_sized() -> None:
     kb = load_default_knowledge_base()
 
     assert kb.bot_name == "Sockety"
-    assert kb.threshold == 72.0
+    assert kb.threshold == 45.0
     assert 12 <= len(kb.intents) <= 20
     for intent in kb.intents:
-        assert 4 <= len(intent.examples) <= 8, intent.name
+        assert 4 <= len(intent.examples) <= 12, intent.name
     assert [i.name for i in kb.intents if i.action == "handoff"] == ["human"]
     assert kb.source.endswith("default_kb.json")
 
@@ -61,7 +61,7 @@ def test_minimal_file_gets_defaults(tmp_path: Path) -> None:
         offer_human="Would you like to talk to a human? Just say yes.",
         handoff_reply="OK, I'm handing you over to a human agent.",
         decline_reply="No problem, ask me anything else.",
-        threshold=72.0,
+        threshold=45.0,
         affirmative=("yes", "yes please", "sure", "ok", "please do"),
         negative=("no", "no thanks", "not now"),
         intents=(
