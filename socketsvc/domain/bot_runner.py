@@ -49,6 +49,7 @@ class BotRunner:
         self.bot = bot
         self.tasks = tasks
         self.timeout = timeout
+        self._streaming = bot if isinstance(bot, StreamingBot) else None
         self._locks = KeyedLocks()
         self._after_reply: dict[str, Conversation] = {}
         self._waiting: dict[str, int] = {}
@@ -81,8 +82,8 @@ class BotRunner:
                 conversation = latest
             if conversation.state != State.BOT:
                 return None
-            if isinstance(self.bot, StreamingBot):
-                return await self._answer_streaming(self.bot, conversation, message)
+            if self._streaming is not None:
+                return await self._answer_streaming(self._streaming, conversation, message)
             typing = _Typing(self.conversations, conversation, bot_sender(self.bot))
             timer = asyncio.get_running_loop().call_later(TYPING_AFTER, typing.start)
             try:
@@ -277,8 +278,10 @@ class _Typing:
         await self._sent
 
     async def off(self) -> None:
+        """Send `false` after a `true` (once: a second call sends nothing)."""
         if self._sent is not None:
-            await self._sent
+            sent, self._sent = self._sent, None
+            await sent
             await self._send(False)
 
     async def _send(self, typing: bool) -> None:

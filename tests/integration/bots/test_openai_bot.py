@@ -106,7 +106,7 @@ async def test_reply_grows_in_deltas_then_is_stored_once(start_app, clients):
 
 
 async def test_handoff_mid_stream_stores_nothing_and_the_agent_gets_it(start_app, clients):
-    async with llm_server(delay=0.3, pieces=[f"word{i} " for i in range(30)]) as server:
+    async with llm_server(delay=0.2, pieces=[f"word{i} " for i in range(30)]) as server:
         app = await start_llm_app(start_app, server)
         ada = await agent(app, clients)
         client = await visitor(app, clients)
