@@ -57,11 +57,15 @@ async def run(database_url: str, store: Store, bot: Scripted) -> tuple[Recording
     services = Services.build(make_settings(database_url, BOT="echo"), store, broadcast, bot)
     session = await services.conversations.open_session(None)
     await services.conversations.post_visitor_message(
-        session.visitor, session.conversation.id, "c", "hi"
+        session.visitor,
+        session.conversation_id,
+        "c",
+        "hi",
+        started=session.conversation is not None,
     )
     await services.tasks.drain(timeout=10.0)
     assert len(services.tasks) == 0
-    return broadcast, session.conversation.id
+    return broadcast, session.conversation_id
 
 
 async def test_drafts_then_one_stored_message(database_url: str, store: Store):
