@@ -142,9 +142,7 @@ class BotRunner:
             metrics.BOT_ERRORS.inc()
         finally:
             timer.cancel()
-            aclose = getattr(pieces, "aclose", None)
-            if aclose is not None:
-                await aclose()  # stops the generation (closes the HTTP response)
+            await _close(pieces, conversation.id)  # stops the generation (the HTTP response)
         if left:
             metrics.BOT_SUPPRESSED.inc()
             log.info(
@@ -208,6 +206,21 @@ class BotRunner:
         if not reply.matched:
             metrics.BOT_FALLBACKS.inc()
         return appended
+
+
+async def _close(pieces: object, conversation_id: str) -> None:
+    """Close a bot's stream (an async generator's `aclose`), whatever it raises."""
+    aclose = getattr(pieces, "aclose", None)
+    if aclose is None:
+        return
+    try:
+        await aclose()
+    except Exception:
+        log.warning(
+            "closing the bot's stream failed",
+            exc_info=True,
+            extra={"conversation_id": conversation_id},
+        )
 
 
 def _context(conversation: Conversation, message: Message) -> BotContext:

@@ -34,10 +34,10 @@ async def start_llm_app(start_app: Any, server: LLMServer | None, **env: Any) ->
     return app
 
 
-async def visitor(app: AppServer, clients: list[ChatClient]) -> ChatClient:
+async def visitor(app: AppServer, clients: list[ChatClient], auth: Any = None) -> ChatClient:
     client = ChatClient(app.url)
     clients.append(client)
-    await client.connect()
+    await client.connect(auth)
     await client.wait_for(lambda: client.of("session"), what="session")
     return client
 
@@ -93,6 +93,12 @@ async def test_reply_grows_in_deltas_then_is_stored_once(start_app, clients):
     assert [(m["seq"], m["text"]) for m in synced["messages"]] == [(stored["seq"], stored["text"])]
     assert "draft_id" not in synced["messages"][0]  # a draft is a live thing only
     assert synced["last_seq"] == stored["seq"]
+    await client.close()
+    back = await visitor(app, clients, {"visitor_token": client.session["visitor_token"]})
+    resynced = await back.call("sync", {"after_seq": 0})
+    assert [m["text"] for m in resynced["messages"] if m["sender"]["role"] == "bot"][-1:] == [
+        stored["text"]
+    ]  # a reconnecting client gets the stored reply through sync
 
     (request,) = server.requests
     assert request["stream"] is True and request["model"] == "local-model"
