@@ -132,6 +132,8 @@ async def test_handoff_mid_stream_stores_nothing_and_the_agent_gets_it(start_app
     assert (
         last[0]["text"] == "" and last[0]["draft_id"] == client.of("message_delta")[0]["draft_id"]
     )
+    drafts = len(client.of("message_delta")) - 1
+    print(f"deltas before the handoff: {drafts}; pieces sent: {server.sent}/30")
     assert server.sent < 30  # the generation was stopped, not read to the end
     assert bot_messages(client, asked) == []
     synced = await client.call("sync", {"after_seq": 0})
@@ -176,7 +178,9 @@ async def test_a_failing_endpoint_gives_the_fallback_and_counts(start_app, clien
         fallback = await client.wait_message(
             lambda m: m["sender"]["role"] == "bot" and m["seq"] > asked
         )
-        assert await llm_errors(app, kind) == before + 1
+        after = await llm_errors(app, kind)
+        print(f'{mode}: socketsvc_llm_errors_total{{kind="{kind}"}} {before} -> {after}')
+        assert after == before + 1
         await client.barrier()
 
     assert fallback["text"] == f"{UNAVAILABLE} {KB.offer_human}"
