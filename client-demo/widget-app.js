@@ -33,6 +33,7 @@ import {
   restartTransport,
   transportName,
 } from "./conversation.js";
+import { Drafts } from "./drafts.js";
 import {
   buildMessageNode,
   h,
@@ -157,6 +158,7 @@ const CSS = [
   ".msg[data-role='visitor'] .msg-sender { display: none; }",
   ".msg[data-role='visitor'] .msg-text { color: #fff; background: var(--brand); border-radius: 16px 16px 4px 16px; }",
   ".msg[data-role='system'] { align-self: center; max-width: 92%; text-align: center; }",
+  ".msg.draft .msg-text::after { content: '▍'; margin-left: 1px; opacity: .6; }",
   ".msg[data-role='system'] .msg-sender { display: none; }",
   ".msg[data-role='system'] .msg-text { font-size: 12.5px; color: var(--muted); background: transparent;",
   "  box-shadow: none; padding: 2px 8px; }",
@@ -378,6 +380,7 @@ export function mount(options) {
     },
   });
   const typingBy = new RemoteTyping(renderTyping); // "role:id" -> name
+  const drafts = new Drafts(() => el.log, "visitor"); // streamed bot replies being written
   const localTyping = new LocalTyping({ socket: () => socket });
 
   /** @param {unknown} cid */
@@ -433,6 +436,7 @@ export function mount(options) {
 
   function clearConversation() {
     conv.clear();
+    drafts.clear();
     agentName = null;
   }
 
@@ -569,6 +573,7 @@ export function mount(options) {
         sock.connect(); // the client does not come back by itself after a server-side disconnect
       }
       typingBy.clearAll();
+      drafts.clear(); // a reply stored meanwhile comes back through `sync`
       outbox.pause(); // acks of the old connection no longer count: resent after `session`
       localTyping.stop(true);
     });
@@ -631,7 +636,14 @@ export function mount(options) {
     });
 
     sock.on("message", (/** @type {any} */ msg) => {
-      if (isMessage(msg)) conv.receive(msg); // a skipped seq (a lost event) fetches the hole
+      if (!isMessage(msg)) return;
+      drafts.settle(msg); // a streamed reply, stored: it takes its draft's place
+      conv.receive(msg); // a skipped seq (a lost event) fetches the hole
+    });
+
+    sock.on("message_delta", (/** @type {any} */ ev) => {
+      if (conversationId && ev && ev.conversation_id && ev.conversation_id !== conversationId) return;
+      drafts.delta(ev);
     });
 
     sock.on("typing", onTyping);

@@ -13,8 +13,8 @@
  *
  * This file only finds out where it was loaded from and imports the widget's native ES modules
  * from there (browsers fetch them with CORS): widget-app.js (the widget), conversation.js and
- * format.js (shared with the agent console) and outbox.js. All four are requested at once, so the
- * widget costs one round trip more than this script. The Socket.IO client is loaded only when the
+ * format.js (shared with the agent console), outbox.js and drafts.js (streamed bot replies).
+ * All are requested at once, so the widget costs one round trip more than this script. The Socket.IO client is loaded only when the
  * chat starts. See docs/client-demo.md.
  */
 (function () {
@@ -41,7 +41,7 @@
     },
   };
 
-  var MODULES = ["widget-app.js", "conversation.js", "format.js", "outbox.js"];
+  var MODULES = ["widget-app.js", "conversation.js", "format.js", "outbox.js", "drafts.js"];
   Promise.all(
     MODULES.map(function (name) {
       return import(ORIGIN + "/" + name);

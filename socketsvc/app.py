@@ -10,7 +10,9 @@ from aiohttp import web
 from prometheus_client import CollectorRegistry
 
 from socketsvc.bots.loader import load_bot
+from socketsvc.bots.openai_bot import LLMConfig
 from socketsvc.keys import APP_METRICS, BOT, REDIS, SERVICES, SETTINGS, SIO, STORE
+from socketsvc.llm.client import OpenAIChatClient
 from socketsvc.namespaces.agent import AgentNamespace
 from socketsvc.namespaces.chat import ChatNamespace
 from socketsvc.runtime import web as routes
@@ -102,10 +104,26 @@ async def _database(app: web.Application) -> AsyncIterator[None]:
 
 async def _bot(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
-    bot = load_bot(settings.bot, kb_path=settings.bot_kb_path, delay=settings.bot_delay)
+    bot = load_bot(
+        settings.bot, kb_path=settings.bot_kb_path, delay=settings.bot_delay, llm=_llm(settings)
+    )
     app[BOT] = bot
     yield
     await bot.close()
+
+
+def _llm(settings: Settings) -> tuple[LLMConfig, OpenAIChatClient] | None:
+    """The LLM bot's model settings and HTTP client, with BOT=openai."""
+    if settings.bot.strip() != "openai":
+        return None
+    assert settings.llm_base_url is not None and settings.llm_model is not None
+    config = LLMConfig(
+        model=settings.llm_model,
+        system_prompt=settings.llm_system_prompt,
+        max_tokens=settings.llm_max_tokens,
+    )
+    client = OpenAIChatClient(settings.llm_base_url, settings.llm_api_key, settings.llm_timeout)
+    return config, client
 
 
 async def _services(app: web.Application) -> AsyncIterator[None]:

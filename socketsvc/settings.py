@@ -23,6 +23,8 @@ from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
+from socketsvc.bots.openai_bot import DEFAULT_SYSTEM_PROMPT
+
 log = logging.getLogger(__name__)
 
 DEFAULT_SQLITE_FILE = "socketsvc.sqlite3"
@@ -305,6 +307,27 @@ class _Reader:
         self._jwt = algorithm, key
         return self._jwt
 
+    def llm_base_url(self, s: Setting) -> str | None:
+        url = self.optional(s.env)
+        if url is not None:
+            parts = urlsplit(url)
+            if parts.scheme not in ("http", "https") or not parts.netloc:
+                raise SettingsError(f"{s.env} must be an http:// or https:// URL, got {url!r}")
+        return url
+
+    def llm_model(self, s: Setting) -> str | None:
+        """LLM_MODEL, and with BOT=openai the check that it and LLM_BASE_URL are set."""
+        model = self.optional(s.env)
+        if str(self.value("bot")).strip() == "openai":
+            missing = [
+                name
+                for name, value in (("LLM_BASE_URL", self.value("llm_base_url")), (s.env, model))
+                if value is None
+            ]
+            if missing:
+                raise SettingsError(f"BOT=openai needs {' and '.join(missing)}")
+        return model
+
     def origins(self, s: Setting) -> tuple[str, ...] | None:
         name = s.env
         raw = self.optional(name)
@@ -466,7 +489,8 @@ class Settings:
     bot: str = setting(
         env="BOT",
         default="kb",
-        doc="`kb` (knowledge-base bot), `echo`, or `package.module:factory`",
+        doc="`kb` (knowledge-base bot), `openai` (an LLM that streams its replies, "
+        "[LLM bot](docs/llm-bot.md)), `echo`, or `package.module:factory`",
     )
     bot_kb_path: str | None = setting(
         env="BOT_KB_PATH",
@@ -480,6 +504,50 @@ class Settings:
         low=0.0,
         high=60.0,
         doc='seconds the bot "thinks" before answering (demos, tests)',
+    )
+    llm_base_url: str | None = setting(
+        env="LLM_BASE_URL",
+        default=None,
+        read=_Reader.llm_base_url,
+        doc="`BOT=openai` (required): base URL of an OpenAI-compatible API, up to `/v1` "
+        "(`https://api.openai.com/v1`, Ollama `http://localhost:11434/v1`); the bot posts to "
+        "`{LLM_BASE_URL}/chat/completions`",
+    )
+    llm_model: str | None = setting(
+        env="LLM_MODEL",
+        default=None,
+        read=_Reader.llm_model,
+        doc="`BOT=openai` (required): the model name the endpoint serves (`gpt-4o-mini`, "
+        "`llama3.2`, ...)",
+    )
+    llm_api_key: str | None = setting(
+        env="LLM_API_KEY",
+        default=None,
+        secret=True,
+        doc="`BOT=openai`: sent as `Authorization: Bearer KEY` (unset: no header, for local "
+        "servers)",
+    )
+    llm_system_prompt: str = setting(
+        env="LLM_SYSTEM_PROMPT",
+        default=DEFAULT_SYSTEM_PROMPT,
+        shown="built in ([LLM bot](docs/llm-bot.md))",
+        doc="`BOT=openai`: the system prompt; the knowledge-base entries closest to the "
+        "question follow it",
+    )
+    llm_max_tokens: int = setting(
+        env="LLM_MAX_TOKENS",
+        default=512,
+        low=1,
+        high=32768,
+        doc="`BOT=openai`: `max_tokens` of each reply",
+    )
+    llm_timeout: float = setting(
+        env="LLM_TIMEOUT",
+        default=20.0,
+        low=1.0,
+        high=25.0,
+        doc="`BOT=openai`: seconds a whole streamed reply may take (then the fallback); under "
+        "the bot's 30 s limit",
     )
     message_rate: float = setting(
         env="MESSAGE_RATE",

@@ -7,8 +7,9 @@ sends anything itself, so a bot cannot post into a conversation that left the `b
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 
 @dataclass(frozen=True)
@@ -36,6 +37,10 @@ class BotReply:
     """The reply offers a human; the service remembers it for the next message."""
     handoff: bool = False
     """The visitor asked for (or accepted) a human: the service queues the conversation."""
+    keeps_draft: bool = True
+    """For a streamed reply: `text` is what was streamed, so the draft becomes this message.
+    False when the stream failed and this is a reply of its own (a fallback): the draft is
+    discarded first."""
 
 
 class Bot(Protocol):
@@ -54,4 +59,19 @@ class Bot(Protocol):
 
     async def close(self) -> None:
         """Release whatever the bot holds (HTTP sessions, files)."""
+        ...
+
+
+@runtime_checkable
+class StreamingBot(Bot, Protocol):
+    """A bot whose replies grow while they are generated (e.g. an LLM streaming tokens).
+
+    The bot runner shows the text so far as a draft (`message_delta` events) and stores the
+    reply once, when it is complete and only while the conversation is still with the bot.
+    """
+
+    def stream(self, ctx: BotContext, text: str) -> AsyncIterator[str | BotReply]:
+        """Answer one visitor message: pieces of text as they come (`str`, each appended to
+        the previous ones), then exactly one `BotReply`, the whole answer. Closing the iterator
+        early (a handoff meanwhile) must stop the generation."""
         ...

@@ -8,15 +8,23 @@ from typing import cast
 from .base import Bot
 from .echo_bot import EchoBot
 from .kb_bot import KnowledgeBaseBot
+from .openai_bot import ChatCompletions, LLMConfig, OpenAIBot
 
-_EXPECTED = "expected 'kb', 'echo' or 'package.module:factory'"
+_EXPECTED = "expected 'kb', 'openai', 'echo' or 'package.module:factory'"
 
 
-def load_bot(spec: str, *, kb_path: str | None = None, delay: float = 0.0) -> Bot:
+def load_bot(
+    spec: str,
+    *,
+    kb_path: str | None = None,
+    delay: float = 0.0,
+    llm: tuple[LLMConfig, ChatCompletions] | None = None,
+) -> Bot:
     """Build the bot named by the `BOT` setting.
 
     `spec` is `"kb"` (the knowledge-base bot on `kb_path`, or the packaged default KB when
-    None), `"echo"`, or `"package.module:factory"`: the factory is called as
+    None), `"openai"` (the LLM bot over `llm`'s endpoint, with the same knowledge base as its
+    retrieval context), `"echo"`, or `"package.module:factory"`: the factory is called as
     `factory(kb_path=kb_path, delay=delay)` and must return a `Bot`. Raises `ValueError`
     for an unknown spec, an import that fails or a factory that returns something else;
     an invalid knowledge base raises `KnowledgeBaseError` (also a `ValueError`).
@@ -24,6 +32,11 @@ def load_bot(spec: str, *, kb_path: str | None = None, delay: float = 0.0) -> Bo
     spec = spec.strip()
     if spec == "kb":
         return KnowledgeBaseBot.from_file(kb_path, delay=delay)
+    if spec == "openai":
+        if llm is None:
+            raise ValueError("BOT=openai needs an LLM endpoint (LLM_BASE_URL and LLM_MODEL)")
+        config, completions = llm
+        return OpenAIBot(KnowledgeBaseBot.from_file(kb_path), config, completions)
     if spec == "echo":
         return EchoBot(delay=delay)
     if ":" not in spec:

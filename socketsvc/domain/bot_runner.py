@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 
-from socketsvc.bots.base import Bot, BotContext, BotReply
+from socketsvc.bots.base import Bot, BotContext, BotReply, StreamingBot
 from socketsvc.domain.conversations import ConversationService, bot_sender
-from socketsvc.domain.models import Append, Conversation, Message, Sender, State
+from socketsvc.domain.models import Append, Conversation, Message, Sender, State, new_id
 from socketsvc.domain.ports import ConversationStore
 from socketsvc.domain.routing import RoutingService
 from socketsvc.runtime import metrics
@@ -19,6 +20,9 @@ log = logging.getLogger(__name__)
 TYPING_AFTER = 0.25
 """Seconds a bot may think before the visitor sees it typing; a quicker reply gets the typing
 pair right before it, and a bot that quickly decides to say nothing sends no typing at all."""
+DELTA_INTERVAL = 0.1
+"""Seconds between two `message_delta` events of a streamed reply (at most 10 a second); each
+one first checks that the conversation is still with the bot."""
 
 
 class BotRunner:
@@ -45,6 +49,7 @@ class BotRunner:
         self.bot = bot
         self.tasks = tasks
         self.timeout = timeout
+        self._streaming = bot if isinstance(bot, StreamingBot) else None
         self._locks = KeyedLocks()
         self._after_reply: dict[str, Conversation] = {}
         self._waiting: dict[str, int] = {}
@@ -77,6 +82,8 @@ class BotRunner:
                 conversation = latest
             if conversation.state != State.BOT:
                 return None
+            if self._streaming is not None:
+                return await self._answer_streaming(self._streaming, conversation, message)
             typing = _Typing(self.conversations, conversation, bot_sender(self.bot))
             timer = asyncio.get_running_loop().call_later(TYPING_AFTER, typing.start)
             try:
@@ -100,13 +107,77 @@ class BotRunner:
                 )
             return stored.message
 
-    async def _reply(self, conversation: Conversation, message: Message) -> BotReply | None:
-        ctx = BotContext(
-            conversation_id=conversation.id,
-            visitor_name=message.sender.name,
-            consecutive_fallbacks=conversation.bot_fallbacks,
-            human_offered=conversation.human_offered,
+    async def _answer_streaming(
+        self, bot: StreamingBot, conversation: Conversation, message: Message
+    ) -> Message | None:
+        """`answer` for a bot that streams: the text so far goes out as `message_delta` (a
+        draft), at most every `DELTA_INTERVAL`; the complete reply is stored as one message
+        whose `message` event names the draft. A handoff meanwhile (seen before each delta, or
+        when the reply is stored) or a failure discards the draft: a last `message_delta` with
+        `discarded: true`, and nothing stored."""
+        sender = bot_sender(self.bot)
+        draft = _Draft(self.conversations, conversation, sender)
+        typing = _Typing(self.conversations, conversation, sender)
+        timer = asyncio.get_running_loop().call_later(TYPING_AFTER, typing.start)
+        reply: BotReply | None = None
+        left = False
+        pieces = bot.stream(_context(conversation, message), message.text)
+        try:
+            with Deadline(self.timeout):
+                async for item in pieces:
+                    if isinstance(item, BotReply):
+                        reply = item
+                        break
+                    draft.add(item)
+                    if not draft.due():
+                        continue
+                    if not await self._with_bot(conversation.id):
+                        left = True
+                        break
+                    timer.cancel()
+                    await typing.off()  # the growing draft shows that the bot is writing
+                    await draft.publish()
+        except Exception:
+            log.exception("bot failed to answer", extra={"conversation_id": conversation.id})
+            metrics.BOT_ERRORS.inc()
+        finally:
+            timer.cancel()
+            await _close(pieces, conversation.id)  # stops the generation (the HTTP response)
+        if left:
+            metrics.BOT_SUPPRESSED.inc()
+            log.info(
+                "streamed bot reply dropped: conversation left the bot state",
+                extra={"conversation_id": conversation.id},
+            )
+        if reply is None or not reply.keeps_draft:
+            await draft.discard()
+        stored = None
+        try:
+            if reply is not None:
+                if not draft.published:
+                    await typing.on()
+                stored = await self._store(conversation, reply)
+        finally:
+            await typing.off()
+        if stored is None:
+            await draft.discard()
+            return None
+        assert stored.conversation is not None and reply is not None
+        await self.conversations.publish(
+            stored.conversation,
+            stored.message,
+            draft.id if draft.published and not draft.discarded else None,
         )
+        if reply.handoff:
+            await self.routing.handoff(conversation.id, reason="visitor asked the bot", by="bot")
+        return stored.message
+
+    async def _with_bot(self, conversation_id: str) -> bool:
+        current = await self.store.get_conversation(conversation_id)
+        return current is not None and current.state == State.BOT
+
+    async def _reply(self, conversation: Conversation, message: Message) -> BotReply | None:
+        ctx = _context(conversation, message)
         try:
             with Deadline(self.timeout):
                 return await self.bot.reply(ctx, message.text)
@@ -137,6 +208,67 @@ class BotRunner:
         return appended
 
 
+async def _close(pieces: object, conversation_id: str) -> None:
+    """Close a bot's stream (an async generator's `aclose`), whatever it raises."""
+    aclose = getattr(pieces, "aclose", None)
+    if aclose is None:
+        return
+    try:
+        await aclose()
+    except Exception:
+        log.warning(
+            "closing the bot's stream failed",
+            exc_info=True,
+            extra={"conversation_id": conversation_id},
+        )
+
+
+def _context(conversation: Conversation, message: Message) -> BotContext:
+    return BotContext(
+        conversation_id=conversation.id,
+        visitor_name=message.sender.name,
+        consecutive_fallbacks=conversation.bot_fallbacks,
+        human_offered=conversation.human_offered,
+    )
+
+
+class _Draft:
+    """A streamed reply's text so far, and whether (and when) it was last sent."""
+
+    def __init__(
+        self, conversations: ConversationService, conversation: Conversation, sender: Sender
+    ) -> None:
+        self.conversations = conversations
+        self.conversation = conversation
+        self.sender = sender
+        self.id = new_id()
+        self.text = ""
+        self.published = False
+        self.discarded = False
+        self._sent_at = 0.0
+        self._sent_text = ""
+
+    def add(self, piece: str) -> None:
+        self.text += piece
+
+    def due(self) -> bool:
+        """Something new to send, and `DELTA_INTERVAL` since the last delta."""
+        return self.text != self._sent_text and (time.monotonic() - self._sent_at >= DELTA_INTERVAL)
+
+    async def publish(self) -> None:
+        self._sent_at, self._sent_text = time.monotonic(), self.text
+        self.published = True
+        await self.conversations.publish_delta(self.conversation, self.id, self.sender, self.text)
+
+    async def discard(self) -> None:
+        """Tell the clients to drop the draft (once, and only if they have seen it)."""
+        if self.published and not self.discarded:
+            self.discarded = True
+            await self.conversations.publish_delta(
+                self.conversation, self.id, self.sender, "", discarded=True
+            )
+
+
 class _Typing:
     """The bot's typing pair: `true` once (by a timer or before a reply), `false` only after it."""
 
@@ -159,8 +291,10 @@ class _Typing:
         await self._sent
 
     async def off(self) -> None:
+        """Send `false` after a `true` (once: a second call sends nothing)."""
         if self._sent is not None:
-            await self._sent
+            sent, self._sent = self._sent, None
+            await sent
             await self._send(False)
 
     async def _send(self, typing: bool) -> None:

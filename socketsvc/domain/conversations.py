@@ -379,10 +379,39 @@ class ConversationService:
             found, conversation.state, conversation.last_seq, self._context(returning)
         )
 
-    async def publish(self, conversation: Conversation, message: Message) -> None:
-        """Send a stored message to the conversation's participants as of `conversation`."""
+    async def publish(
+        self, conversation: Conversation, message: Message, draft_id: str | None = None
+    ) -> None:
+        """Send a stored message to the conversation's participants as of `conversation`; a
+        streamed reply carries the `draft_id` of the draft it replaces."""
+        data = (
+            message.to_dict() if draft_id is None else {**message.to_dict(), "draft_id": draft_id}
+        )
         await self.broadcaster.to_conversation(
-            conversation.id, conversation.agent_id, "message", message.to_dict()
+            conversation.id, conversation.agent_id, "message", data
+        )
+
+    async def publish_delta(
+        self,
+        conversation: Conversation,
+        draft_id: str,
+        sender: Sender,
+        text: str,
+        *,
+        discarded: bool = False,
+    ) -> None:
+        """A reply being written (`text`: all of it so far), or, `discarded`, one that never
+        will be stored."""
+        data: dict[str, Any] = {
+            "conversation_id": conversation.id,
+            "draft_id": draft_id,
+            "sender": sender.to_dict(),
+            "text": text,
+        }
+        if discarded:
+            data["discarded"] = True
+        await self.broadcaster.to_conversation(
+            conversation.id, conversation.agent_id, "message_delta", data
         )
 
     async def publish_state(

@@ -88,3 +88,17 @@ def stored(role: str) -> Counter:
 @functools.cache
 def handler_latency(namespace: str, event: str) -> Histogram:
     return HANDLER_LATENCY.labels(namespace=namespace, event=event)
+
+
+LLM_ERRORS = Counter(
+    "socketsvc_llm_errors_total",
+    "LLM endpoint failures answered with the fallback (BOT=openai)",
+    ["kind"],
+)
+"""`kind`: http, connect, timeout or malformed."""
+
+
+@functools.cache
+def llm_errors(kind: str) -> Counter:
+    """The LLM_ERRORS child for a kind of failure."""
+    return LLM_ERRORS.labels(kind=kind)

@@ -75,7 +75,7 @@ def test_settings_prints_the_declarations_without_reading_them(tmp_path: Path) -
     markdown = run(tmp_path, "settings", "--markdown", PORT="abc")
     assert markdown.returncode == 0, markdown.stderr
     assert markdown.stdout == markdown_table()
-    assert markdown.stdout.count("\n| `") == 32
+    assert markdown.stdout.count("\n| `") == 38
     plain = run(tmp_path, "settings", PORT="abc")
     assert plain.returncode == 0, plain.stderr
     assert plain.stdout == plain_list()
@@ -362,3 +362,11 @@ def test_visitor_commands_need_an_id(clean_env: Path, capsys: pytest.CaptureFixt
             main(["visitor", action])
         assert exited.value.code == 2
     assert "ID" in capsys.readouterr().err
+
+
+@pytest.mark.slow  # runs the CLI as a process
+def test_bot_openai_without_its_endpoint_refuses_to_serve(tmp_path: Path) -> None:
+    done = run(tmp_path, SOCKETSVC_SECRET=SECRET, BOT="openai", LLM_API_KEY="k")
+    assert done.returncode == 2
+    assert "BOT=openai needs LLM_BASE_URL and LLM_MODEL" in done.stderr
+    assert "listening" not in done.stderr

@@ -321,7 +321,7 @@ def test_readme_rows_and_declarations_name_the_same_variables() -> None:
     rows = [line.split("|")[1] for line in table.splitlines() if line.startswith("| `")]
     in_readme = [name for row in rows for name in re.findall(r"`([A-Z_]+)`", row)]
     assert sorted(in_readme) == sorted(s.env for s in SETTINGS)
-    assert len(SETTINGS) == len({s.env for s in SETTINGS}) == 35
+    assert len(SETTINGS) == len({s.env for s in SETTINGS}) == 41
 
 
 @pytest.mark.parametrize(
@@ -383,6 +383,8 @@ def test_ranges_and_choices_are_declared() -> None:
         "AGENT_GRACE_SECONDS": (float, 0.0, None),
         "RETENTION_DAYS": (int, 0, None),
         "BOT_DELAY": (float, 0.0, 60.0),
+        "LLM_MAX_TOKENS": (int, 1, 32768),
+        "LLM_TIMEOUT": (float, 1.0, 25.0),
         "MESSAGE_RATE": (float, 0.01, None),
         "MESSAGE_BURST": (float, 1.0, None),
         "CONNECT_RATE": (int, 1, None),
@@ -459,3 +461,37 @@ def test_retention_days_and_admin_token(in_tmp: Path) -> None:
     token = "a" * 32
     configured = Settings.from_env({"ADMIN_TOKEN": token})
     assert configured.admin_token == token and token not in repr(configured)
+
+
+def test_llm_settings() -> None:
+    settings = read(
+        BOT="openai",
+        LLM_BASE_URL="http://localhost:11434/v1",
+        LLM_MODEL="llama3.2",
+        LLM_API_KEY="sk-secret-key",
+        LLM_MAX_TOKENS="64",
+        LLM_TIMEOUT="5",
+        LLM_SYSTEM_PROMPT="Be brief.",
+    )
+    assert (settings.llm_base_url, settings.llm_model) == ("http://localhost:11434/v1", "llama3.2")
+    assert (settings.llm_max_tokens, settings.llm_timeout) == (64, 5.0)
+    assert settings.llm_system_prompt == "Be brief." and "sk-secret-key" not in repr(settings)
+    assert read().llm_model is None  # only BOT=openai needs them
+
+
+@pytest.mark.parametrize(
+    ("env", "missing"),
+    [
+        ({}, "LLM_BASE_URL and LLM_MODEL"),
+        ({"LLM_MODEL": "m"}, "LLM_BASE_URL"),
+        ({"LLM_BASE_URL": "http://x/v1"}, "LLM_MODEL"),
+    ],
+)
+def test_bot_openai_names_the_missing_settings(env: dict[str, str], missing: str) -> None:
+    with pytest.raises(SettingsError, match=f"^BOT=openai needs {missing}$"):
+        read(BOT="openai", **env)
+
+
+def test_llm_base_url_must_be_http() -> None:
+    with pytest.raises(SettingsError, match="LLM_BASE_URL must be an http"):
+        read(BOT="openai", LLM_BASE_URL="localhost:11434", LLM_MODEL="m")

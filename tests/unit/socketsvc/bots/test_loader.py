@@ -7,6 +7,7 @@ import sys
 import textwrap
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -133,3 +134,19 @@ def test_factory_must_give_a_bot(factory_module: str, factory: str, message: str
         load_bot(f"{factory_module}:{factory}")
 
     assert message in str(info.value)
+
+
+async def test_openai_is_the_llm_bot_over_the_given_endpoint() -> None:
+    from socketsvc.bots.openai_bot import LLMConfig, OpenAIBot
+
+    class Endpoint:
+        def stream(self, request: object) -> Any:
+            raise NotImplementedError
+
+        async def close(self) -> None:
+            pass
+
+    bot = load_bot("openai", llm=(LLMConfig(model="m"), Endpoint()))
+    assert isinstance(bot, OpenAIBot) and bot.name == KnowledgeBaseBot.from_file().name
+    with pytest.raises(ValueError, match="BOT=openai needs an LLM endpoint"):
+        load_bot("openai")
