@@ -15,7 +15,18 @@ import socketio
 class ChatClient:
     """Connects to one namespace and records `(event, data)` in arrival order."""
 
-    EVENTS = ("session", "message", "typing", "read", "state", "queue", "assigned", "conversation")
+    EVENTS = (
+        "session",
+        "message",
+        "typing",
+        "read",
+        "state",
+        "queue",
+        "assigned",
+        "conversation",
+        "ready",
+        "visitor_message",
+    )
 
     def __init__(self, url: str, namespace: str = "/chat", transports: list[str] | None = None):
         self.url = url
