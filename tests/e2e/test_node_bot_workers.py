@@ -77,8 +77,10 @@ async def test_a_killed_worker_s_messages_are_answered_by_the_other(
         )
         _report("one worker killed", visitors, stored, [doomed, survivor])
         print(f"pending at the kill: {pending}; redelivered to the survivor: {redelivered}")
+        # Some of the pending ones may have been answered just before the kill (the reply
+        # stored, the worker's "answered" line never printed): those are not redelivered.
         assert pending > 0
-        assert redelivered >= pending
+        assert redelivered > 0
         assert set(stored.values()) == {1}, "0 unanswered, 0 duplicate replies stored"
         assert {v["replies"] for v in visitors} == {1}
     finally:
