@@ -7,6 +7,9 @@ clients. The Node workers (docs/examples/bot-worker.mjs) are driven by tests/e2e
 from __future__ import annotations
 
 import asyncio
+import os
+import sys
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -18,6 +21,7 @@ from socketsvc.storage.tables import messages
 from tests.support.chat_client import ChatClient
 from tests.support.tokens import TOKENS
 
+ROOT = Path(__file__).resolve().parents[3]
 KEY = "helper-key-0123456789"
 SETTINGS = {
     "BOT": "workers:helper",
@@ -245,3 +249,34 @@ async def test_without_a_worker_the_fallback_answers_after_bot_timeout(
         await asyncio.sleep(0.2)
         assert await _bot_rows(server, conversation_id) == []
         assert not [m for m in visitor.messages() if m["seq"] > 2 and m["sender"]["role"] == "bot"]
+
+
+@pytest.mark.slow
+async def test_the_python_example_worker_answers_and_hands_off(start_app, clients, tmp_path):
+    """docs/examples/bot_worker.py, as docs/writing-a-bot.md runs it."""
+    server = await start_app(**SETTINGS)
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        str(ROOT / "docs" / "examples" / "bot_worker.py"),
+        env={**os.environ, "SOCKETSVC_URL": server.url, "BOT_NAME": "helper", "BOT_KEY": KEY},
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
+    try:
+        assert proc.stdout is not None
+        line = await asyncio.wait_for(proc.stdout.readline(), 15)
+        assert line.startswith(b"ready"), line
+        visitor, conversation_id = await _visitor(server, clients, "hello there")
+        await visitor.wait_message(lambda m: m["text"] == "You said: hello there")
+        await visitor.send("can I talk to a human?")
+        await visitor.wait_for(
+            lambda: any(s["state"] == "queued" for s in visitor.of("state")), what="queued"
+        )
+        note = await visitor.wait_message(lambda m: m["text"].startswith("Bot handoff"))
+        assert (
+            note["text"] == "Bot handoff (visitor asked): The visitor wrote: can I talk to a human?"
+        )
+        assert await _bot_rows(server, conversation_id) == [("helper", "You said: hello there")]
+    finally:
+        proc.kill()
+        await proc.wait()
