@@ -240,8 +240,10 @@ async def test_without_a_worker_the_fallback_answers_after_bot_timeout(
     server = await start_app(**{**SETTINGS, "BOT_TIMEOUT": "0.5", "BOT_FALLBACK": fallback})
     visitor, conversation_id = await _visitor(server, clients, "How do I get a visitor token?")
     if fallback == "kb":
-        reply = await visitor.wait_message(lambda m: m["sender"]["role"] == "bot")
-        assert reply["sender"]["name"] != "helper"
+        # seq 1 is the greeting, 2 the visitor's message.
+        reply = await visitor.wait_message(lambda m: m["sender"]["role"] == "bot" and m["seq"] > 2)
+        assert reply["sender"]["name"] == "Sockety"  # the built-in kb bot
+        assert await _bot_rows(server, conversation_id) == []
     else:
         await visitor.wait_for(
             lambda: any(s["state"] == "queued" for s in visitor.of("state")), what="queued"
