@@ -306,6 +306,10 @@ class BotDispatch:
             self._wake.set()
         for delivery in await self.deliveries.take_stale(self.bot, self.timeout):
             await self._fall_back(delivery)
+        # Another process's sweep may have given back what a worker here held.
+        for local in list(self._workers.values()):
+            if local.held:
+                local.held &= await self.deliveries.holding(local.id)
 
     async def _fall_back(self, delivery: BotDelivery) -> None:
         """No worker took the delivery within BOT_TIMEOUT: the built-in bot or the queue."""

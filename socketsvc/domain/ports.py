@@ -168,6 +168,10 @@ class BotDeliveries(Protocol):
 
     async def release_worker(self, worker: str) -> int: ...
 
+    async def holding(self, worker: str) -> set[str]:
+        """The deliveries `worker` holds now (leases expire on any process)."""
+        ...
+
     async def release_expired(self) -> list[tuple[str, str]]:
         """Give back the deliveries whose lease ran out: (delivery, worker that held it)."""
         ...

@@ -82,14 +82,8 @@ class BotDeliveryStore:
         )
         if not self.store.is_sqlite:
             candidates = candidates.with_for_update(skip_locked=True, of=outer)
-        async with self.store.read() as conn:
-            # A cheap look first: most polls find nothing and must not take the write lock.
-            waiting = (
-                await conn.execute(
-                    sa.select(d.c.id).where(d.c.bot == bot, d.c.state == PENDING).limit(1)
-                )
-            ).first()
-        if waiting is None:
+        # A cheap look first: most polls find nothing and must not take the write lock.
+        if not await self._any(d.c.bot == bot, d.c.state == PENDING):
             return []
         async with self.store.write() as conn:
             ids = [row[0] for row in (await conn.execute(candidates)).all()]
@@ -133,8 +127,16 @@ class BotDeliveryStore:
         """Give back every delivery `worker` holds (it disconnected); how many."""
         return await self._release(d.c.worker == worker)
 
+    async def holding(self, worker: str) -> set[str]:
+        """The deliveries `worker` holds now."""
+        query = sa.select(d.c.id).where(d.c.worker == worker, d.c.state == CLAIMED)
+        async with self.store.read() as conn:
+            return {row[0] for row in (await conn.execute(query)).all()}
+
     async def release_expired(self) -> list[tuple[str, str]]:
         """Give back the deliveries whose lease ran out: (delivery, worker that held it)."""
+        if not await self._any(d.c.state == CLAIMED, d.c.lease_until < utcnow()):
+            return []
         query = (
             d.update()
             .where(d.c.state == CLAIMED, d.c.lease_until < utcnow())
@@ -147,12 +149,15 @@ class BotDeliveryStore:
     async def take_stale(self, bot: str, waited: float) -> list[BotDelivery]:
         """Pending deliveries of `bot` no worker took for `waited` seconds, marked done (for
         the fallback: each is returned to exactly one caller)."""
+        cutoff = utcnow() - timedelta(seconds=waited)
+        if not await self._any(d.c.bot == bot, d.c.state == PENDING, d.c.available_at < cutoff):
+            return []
         query = (
             d.update()
             .where(
                 d.c.bot == bot,
                 d.c.state == PENDING,
-                d.c.available_at < utcnow() - timedelta(seconds=waited),
+                d.c.available_at < cutoff,
             )
             .values(state=DONE, worker=None)
             .returning(*d.c)
@@ -166,6 +171,13 @@ class BotDeliveryStore:
         query = d.delete().where(d.c.state == DONE, d.c.created_at < utcnow() - KEEP_DONE)
         async with self.store.write() as conn:
             return int((await conn.execute(query)).rowcount or 0)
+
+    async def _any(self, *conditions: sa.ColumnElement[bool]) -> bool:
+        """Whether a row matches: a read, so that idle sweeps never take the write lock."""
+        async with self.store.read() as conn:
+            return (
+                await conn.execute(sa.select(d.c.id).where(*conditions).limit(1))
+            ).first() is not None
 
     async def _release(self, condition: sa.ColumnElement[bool]) -> int:
         query = d.update().where(d.c.state == CLAIMED, condition).values(**_released())
