@@ -16,8 +16,8 @@ import pytest
 import socketio
 import sqlalchemy as sa
 
-from socketsvc.keys import STORE
-from socketsvc.storage.tables import messages
+from socketsvc.keys import SERVICES, STORE
+from socketsvc.storage.tables import bot_deliveries, messages
 from tests.support.chat_client import ChatClient
 from tests.support.tokens import TOKENS
 
@@ -282,3 +282,14 @@ async def test_the_python_example_worker_answers_and_hands_off(start_app, client
     finally:
         proc.kill()
         await proc.wait()
+
+
+async def test_erasing_a_visitor_deletes_its_deliveries(start_app, clients):
+    server = await start_app(**SETTINGS)
+    worker = await _worker(server, clients)
+    visitor, conversation_id = await _visitor(server, clients, "forget me")
+    await _delivery(worker)
+    await server.app[SERVICES].privacy.erase(visitor.session["visitor_id"])
+    query = sa.select(sa.func.count()).where(bot_deliveries.c.conversation_id == conversation_id)
+    async with server.app[STORE].read() as conn:
+        assert (await conn.execute(query)).scalar_one() == 0
