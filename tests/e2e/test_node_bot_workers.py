@@ -5,6 +5,7 @@ one message; the replies are counted in the database."""
 from __future__ import annotations
 
 import asyncio
+import time
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -13,6 +14,7 @@ import pytest
 
 from tests.support.bot_workers import BOT_ENV, NodeWorker, run_visitors, stored_replies
 
+REDELIVERY_TIMEOUT = 10
 ROOT = Path(__file__).resolve().parents[2]
 VISITORS = 200
 
@@ -22,7 +24,7 @@ pytestmark = [
         not (ROOT / "node_modules" / "socket.io-client").is_dir(),
         reason="node_modules/socket.io-client is missing: run `npm ci` at the repository root",
     ),
-    pytest.mark.service_env(**BOT_ENV, BOT_TIMEOUT="60", BOT_REDELIVERY_TIMEOUT="5"),
+    pytest.mark.service_env(**BOT_ENV, BOT_TIMEOUT="60", BOT_REDELIVERY_TIMEOUT="10"),
 ]
 
 
@@ -69,6 +71,7 @@ async def test_a_killed_worker_s_messages_are_answered_by_the_other(
         traffic = asyncio.create_task(run_visitors(live_server.url, VISITORS))
         await doomed.wait(lambda: doomed.count("answered") >= 5 and doomed.count("got") > 15)
         doomed.kill()
+        killed_at = time.time() * 1000
         pending = doomed.count("got") - doomed.count("answered")
         visitors = await traffic
         stored = await stored_replies(database_url, [v["conversation_id"] for v in visitors])
@@ -83,6 +86,9 @@ async def test_a_killed_worker_s_messages_are_answered_by_the_other(
         assert redelivered > 0
         assert set(stored.values()) == {1}, "0 unanswered, 0 duplicate replies stored"
         assert {v["replies"] for v in visitors} == {1}
+        last = max(v["replied_at"] for v in visitors) - killed_at
+        print(f"last reply {last / 1000:.1f} s after the kill (redelivery timeout 10 s)")
+        assert last < REDELIVERY_TIMEOUT * 1000, "answered within the redelivery timeout"
     finally:
         await doomed.close()
         await survivor.close()

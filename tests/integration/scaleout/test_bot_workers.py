@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import time
 import uuid
 from collections import Counter
 from collections.abc import Iterator
@@ -18,6 +19,7 @@ from tests.conftest import GENEROUS_LIMITS, SECRET, ServiceProcess
 from tests.support.bot_workers import BOT_ENV, NodeWorker, run_visitors, stored_replies
 
 REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+REDELIVERY_TIMEOUT = 10
 ROOT = Path(__file__).resolve().parents[3]
 
 pytestmark = [
@@ -46,7 +48,7 @@ def processes(postgres_url: str, tmp_path: Path) -> Iterator[list[ServiceProcess
         "SOCKETSVC_SECRET": SECRET,
         "LOG_LEVEL": "INFO",
         "BOT_TIMEOUT": "60",
-        "BOT_REDELIVERY_TIMEOUT": "5",
+        "BOT_REDELIVERY_TIMEOUT": "10",
         **BOT_ENV,
         **GENEROUS_LIMITS,
     }
@@ -76,6 +78,7 @@ async def test_workers_and_visitors_on_two_processes_through_redis(
         traffic = asyncio.gather(run_visitors(a.url, 100), run_visitors(b.url, 100))
         await doomed.wait(lambda: doomed.count("answered") >= 5 and doomed.count("got") > 15)
         doomed.kill()
+        killed_at = time.time() * 1000
         pending = doomed.count("got") - doomed.count("answered")
         on_a, on_b = await traffic
         visitors = on_a + on_b
@@ -97,6 +100,9 @@ async def test_workers_and_visitors_on_two_processes_through_redis(
         assert redelivered > 0
         assert set(stored.values()) == {1}, "each message answered once, 0 duplicates stored"
         assert {v["replies"] for v in visitors} == {1}
+        last = max(v["replied_at"] for v in visitors) - killed_at
+        print(f"last reply {last / 1000:.1f} s after the kill (redelivery timeout 10 s)")
+        assert last < REDELIVERY_TIMEOUT * 1000, "answered within the redelivery timeout"
     finally:
         await steady.close()
         await doomed.close()
