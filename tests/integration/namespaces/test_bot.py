@@ -293,3 +293,11 @@ async def test_erasing_a_visitor_deletes_its_deliveries(start_app, clients):
     query = sa.select(sa.func.count()).where(bot_deliveries.c.conversation_id == conversation_id)
     async with server.app[STORE].read() as conn:
         assert (await conn.execute(query)).scalar_one() == 0
+
+
+async def test_without_an_external_bot_workers_are_refused(app_server, clients):
+    worker = ChatClient(app_server.url, namespace="/bot")
+    clients.append(worker)
+    with pytest.raises(socketio.exceptions.ConnectionError):
+        await worker.connect({"bot": "helper", "token": TOKENS.mint_bot("helper")})
+    assert worker.connect_error["data"]["code"] == "forbidden"
