@@ -240,13 +240,13 @@ def test_migrate_creates_the_schema_then_is_a_no_op(
     monkeypatch.setenv("SOCKETSVC_SECRET", SECRET)
     assert main(["migrate"]) == 0
     created = capsys.readouterr().out
-    assert created == "socketsvc migrate: schema created at revision 0002_visitor_erasures\n"
+    assert created == "socketsvc migrate: schema created at revision 0003_bot_deliveries\n"
     assert main(["migrate"]) == 0
     out = capsys.readouterr().out
     print(out)
     assert (
         out
-        == "socketsvc migrate: schema up to date at revision 0002_visitor_erasures: nothing to do\n"
+        == "socketsvc migrate: schema up to date at revision 0003_bot_deliveries: nothing to do\n"
     )
 
 
