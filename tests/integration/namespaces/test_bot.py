@@ -237,7 +237,7 @@ async def test_a_disconnected_worker_s_delivery_goes_to_another(start_app, clien
 async def test_without_a_worker_the_fallback_answers_after_bot_timeout(
     start_app, clients, fallback
 ):
-    server = await start_app(**{**SETTINGS, "BOT_TIMEOUT": "0.5", "BOT_FALLBACK": fallback})
+    server = await start_app(**{**SETTINGS, "BOT_TIMEOUT": "0.2", "BOT_FALLBACK": fallback})
     visitor, conversation_id = await _visitor(server, clients, "How do I get a visitor token?")
     if fallback == "kb":
         # seq 1 is the greeting, 2 the visitor's message.
