@@ -40,7 +40,11 @@ def postgres_url(database_url: str) -> str:
 
 
 @pytest.fixture
-def processes(postgres_url: str, tmp_path: Path) -> Iterator[list[ServiceProcess]]:
+def processes(
+    postgres_url: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> Iterator[list[ServiceProcess]]:
+    """Two service processes; `@pytest.mark.service_env(...)` overrides settings."""
+    marker = request.node.get_closest_marker("service_env")
     env = {
         "DATABASE_URL": postgres_url,
         "REDIS_URL": REDIS_URL,
@@ -51,6 +55,7 @@ def processes(postgres_url: str, tmp_path: Path) -> Iterator[list[ServiceProcess
         "BOT_REDELIVERY_TIMEOUT": "10",
         **BOT_ENV,
         **GENEROUS_LIMITS,
+        **(marker.kwargs if marker else {}),
     }
     started: list[ServiceProcess] = []
     try:
@@ -106,3 +111,37 @@ async def test_workers_and_visitors_on_two_processes_through_redis(
     finally:
         await steady.close()
         await doomed.close()
+
+
+@pytest.mark.timeout(90)
+@pytest.mark.service_env(BOT_REDELIVERY_TIMEOUT="2")
+async def test_deliveries_held_on_a_killed_process_go_to_a_worker_on_the_other(
+    processes: list[ServiceProcess], postgres_url: str
+) -> None:
+    """kill -9 of the process a worker is connected to: what its worker held is in the
+    database, and goes to the worker on the surviving process when the lease runs out."""
+    a, b = processes
+    steady, stranded = NodeWorker(a.url), NodeWorker(b.url, delay_ms=150)
+    try:
+        await stranded.start()
+        await steady.start()
+        traffic = asyncio.create_task(run_visitors(a.url, 100))
+        await stranded.wait(lambda: stranded.count("answered") >= 3 and stranded.count("got") > 10)
+        await asyncio.to_thread(b.kill)
+        visitors = await traffic
+        stored = await stored_replies(postgres_url, [v["conversation_id"] for v in visitors])
+        redelivered = sum(
+            1 for line in steady.lines if line.startswith("got") and "attempt 1" not in line
+        )
+        print(
+            f"\nprocess B killed: {len(visitors)} conversations (visitors on A); conversations "
+            f"by stored bot replies: {dict(Counter(stored.values()))}; the worker on B got "
+            f"{stranded.count('got')} and answered {stranded.count('answered')}; redelivered "
+            f"to A's worker after the 2 s lease: {redelivered}"
+        )
+        assert redelivered > 0
+        assert set(stored.values()) == {1}, "each message answered once, 0 duplicates stored"
+        assert {v["replies"] for v in visitors} == {1}
+    finally:
+        await steady.close()
+        await stranded.close()
