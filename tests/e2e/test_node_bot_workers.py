@@ -5,6 +5,7 @@ one message; the replies are counted in the database."""
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 from collections import Counter
 from pathlib import Path
@@ -12,7 +13,14 @@ from typing import Any
 
 import pytest
 
-from tests.support.bot_workers import BOT_ENV, NodeWorker, run_visitors, stored_replies
+from tests.support.bot_workers import (
+    BOT,
+    BOT_ENV,
+    WORKER,
+    NodeWorker,
+    run_visitors,
+    stored_replies,
+)
 
 REDELIVERY_TIMEOUT = 10
 ROOT = Path(__file__).resolve().parents[2]
@@ -92,3 +100,19 @@ async def test_a_killed_worker_s_messages_are_answered_by_the_other(
     finally:
         await doomed.close()
         await survivor.close()
+
+
+@pytest.mark.timeout(60)
+async def test_the_example_worker_with_a_bad_key_gets_connect_error(live_server: Any) -> None:
+    proc = await asyncio.create_subprocess_exec(
+        "node",
+        WORKER,
+        cwd=ROOT,
+        env={**os.environ, "SOCKETSVC_URL": live_server.url, "BOT_NAME": BOT, "BOT_KEY": "x" * 20},
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
+    out, _ = await asyncio.wait_for(proc.communicate(), 30)
+    print(f"\nexit {proc.returncode}: {out.decode().strip()}")
+    assert proc.returncode == 1
+    assert out.decode().strip() == "refused unauthorized: bot key invalid"
