@@ -1,5 +1,5 @@
 // ESLint (flat config): the recommended rules on the demo pages' JavaScript and the Node/browser
-// tests. Run by scripts/lint.sh as `node_modules/.bin/eslint client-demo tests/e2e`.
+// tests. Run by scripts/lint.sh as `node_modules/.bin/eslint client-demo tests/e2e docs/examples`.
 import js from "@eslint/js";
 import globals from "globals";
 
@@ -21,7 +21,7 @@ export default [
     languageOptions: { sourceType: "script" },
   },
   {
-    files: ["tests/e2e/**/*.mjs", "eslint.config.mjs"],
+    files: ["tests/e2e/**/*.mjs", "docs/examples/**/*.mjs", "eslint.config.mjs"],
     languageOptions: {
       ecmaVersion: 2022,
       sourceType: "module",

@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 .venv/bin/ruff format --check .
 .venv/bin/lint-imports .importlinter
 if [ -x node_modules/.bin/eslint ]; then
-  node_modules/.bin/eslint client-demo tests/e2e
+  node_modules/.bin/eslint client-demo tests/e2e docs/examples
 fi
 if [ -x node_modules/.bin/tsc ] && [ -f client-demo/jsconfig.json ]; then
   node_modules/.bin/tsc -p client-demo/jsconfig.json

@@ -14,6 +14,7 @@ from socketsvc.bots.openai_bot import LLMConfig
 from socketsvc.keys import APP_METRICS, BOT, REDIS, SERVICES, SETTINGS, SIO, STORE
 from socketsvc.llm.client import OpenAIChatClient
 from socketsvc.namespaces.agent import AgentNamespace
+from socketsvc.namespaces.bot import BotNamespace
 from socketsvc.namespaces.chat import ChatNamespace
 from socketsvc.runtime import web as routes
 from socketsvc.services import Services
@@ -133,15 +134,19 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
             "SOCKETSVC_SECRET is not set: using the generated secret in %s; production must set it",
             settings.secret_source,
         )
-    services = Services.build(settings, app[STORE], SocketIOBroadcaster(sio), app[BOT])
+    broadcaster = SocketIOBroadcaster(sio)
+    services = Services.build(settings, app[STORE], broadcaster, app[BOT], channel=broadcaster)
     app[SERVICES] = services
     sio.register_namespace(ChatNamespace(services))
     sio.register_namespace(AgentNamespace(services))
+    sio.register_namespace(BotNamespace(services))
     # Subscribe now rather than on the first connection, so the canary works at once.
     initialize_now(sio)
     background = [services.tasks.spawn(services.presence.run(), name="presence")]
     if REDIS in app:
         background.append(services.tasks.spawn(app[REDIS].run_canary(), name="canary"))
+    if services.bot_dispatch is not None:
+        background.append(services.tasks.spawn(services.bot_dispatch.run(), name="bot-dispatch"))
     if services.privacy.retention_enabled:
         background.append(services.tasks.spawn(services.privacy.run(), name="retention"))
     yield

@@ -26,15 +26,16 @@ socketsvc: a real-time support chat backend over Socket.IO.
 commands:
   socketsvc [serve]                              serve HTTP and Socket.IO (the default)
   socketsvc token agent --id ID --name NAME      print an agent JWT for the /agent namespace
+  socketsvc token bot --name NAME                print a bot JWT for the /bot namespace
   socketsvc settings [--markdown]                list the settings (--markdown: the README's table)
   socketsvc migrate                              upgrade the database schema to this release's
   socketsvc visitor export ID                    print a visitor's conversations as JSON
   socketsvc visitor delete ID                    erase a visitor (every row; its tokens refused)
   socketsvc kb-eval [--kb PATH] [--labels PATH]  recall and false-answer rate of the bot's KBs
 
-`serve` serves the namespaces /chat and /agent, the demo pages at /, and /healthz, /readyz and
+`serve` serves the namespaces /chat, /agent and /bot, the demo pages at /, and /healthz, /readyz and
 /metrics on $HOST:$PORT (default {_HOST}:{_PORT}). Configuration comes from the environment
-variables below (see the README's configuration table). `token agent` signs with
+variables below (see the README's configuration table). `token agent` and `token bot` sign with
 SOCKETSVC_SECRET, so run it with the same environment as the service. `migrate` upgrades the
 schema at DATABASE_URL (a no-op when it is up to date; the Procfile's release phase runs it); a
 service on PostgreSQL refuses to start on an older schema, SQLite is migrated at start.
@@ -68,6 +69,13 @@ def build_parser() -> argparse.ArgumentParser:
     agent.add_argument("--name", required=True, help="the agent's display name")
     agent.add_argument(
         "--ttl", type=int, default=12 * 3600, help="seconds until it expires (default 43200)"
+    )
+    bot = kinds.add_parser(
+        "bot", help="print a bot JWT (role bot, HS256 with SOCKETSVC_SECRET) for the /bot namespace"
+    )
+    bot.add_argument("--name", required=True, help="the bot's name (BOT=workers:NAME)")
+    bot.add_argument(
+        "--ttl", type=int, default=24 * 3600, help="seconds until it expires (default 86400)"
     )
     listing = commands.add_parser(
         "settings", help="list the settings: variable, default, accepted values"
@@ -143,7 +151,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                 file=sys.stderr,
             )
             return 2
-        print(tokens_for(settings).mint_agent(args.id, args.name, ttl=args.ttl))
+        tokens = tokens_for(settings)
+        if args.kind == "bot":
+            print(tokens.mint_bot(args.name, ttl=args.ttl))
+        else:
+            print(tokens.mint_agent(args.id, args.name, ttl=args.ttl))
         return 0
     if args.command == "migrate":
         return migrate(settings.database_url)

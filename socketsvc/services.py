@@ -5,9 +5,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from socketsvc.bots.base import Bot
+from socketsvc.domain.bot_dispatch import BotDispatch
 from socketsvc.domain.bot_runner import BotRunner
 from socketsvc.domain.conversations import ConversationService
 from socketsvc.domain.limits import ConnectionGate
+from socketsvc.domain.ports import WorkerChannel
 from socketsvc.domain.presence import STALE_SECONDS, PresenceService
 from socketsvc.domain.privacy import PrivacyService
 from socketsvc.domain.routing import RoutingService
@@ -16,6 +18,7 @@ from socketsvc.runtime.lifecycle import Lifecycle
 from socketsvc.runtime.tasks import TaskTracker
 from socketsvc.settings import Settings
 from socketsvc.storage import outages
+from socketsvc.storage.bot_deliveries import BotDeliveryStore
 from socketsvc.storage.presence import PresenceStore
 from socketsvc.storage.privacy import PrivacyStore
 from socketsvc.storage.store import Store
@@ -35,11 +38,19 @@ class Services:
     lifecycle: Lifecycle
     gate: ConnectionGate
     privacy: PrivacyService
+    bot_dispatch: BotDispatch | None = None
+    """The external bot's deliveries to `/bot` workers (`BOT=workers:NAME`), else None."""
 
     @classmethod
     def build(
-        cls, settings: Settings, store: Store, broadcaster: Broadcaster, bot: Bot
+        cls,
+        settings: Settings,
+        store: Store,
+        broadcaster: Broadcaster,
+        bot: Bot,
+        channel: WorkerChannel | None = None,
     ) -> Services:
+        """`channel` reaches this process's `/bot` workers (needed with `BOT=workers:NAME`)."""
         tasks = TaskTracker()
         tokens = tokens_for(settings)
         conversations = ConversationService(store, broadcaster, tokens, bot)
@@ -50,6 +61,24 @@ class Services:
         )
         bot_runner = BotRunner(store, conversations, routing, bot, tasks)
         conversations.on_visitor_message = bot_runner.schedule
+        dispatch = None
+        if settings.bot_workers is not None:
+            if channel is None:
+                raise ValueError("BOT=workers:NAME needs a channel to the /bot workers")
+            dispatch = BotDispatch(
+                BotDeliveryStore(store),
+                store,
+                conversations,
+                routing,
+                bot_runner,
+                channel,
+                tasks,
+                bot=settings.bot_workers,
+                fallback=settings.bot_fallback,
+                timeout=settings.bot_timeout,
+                redelivery=settings.bot_redelivery_timeout,
+            )
+            conversations.on_visitor_message = dispatch.schedule
         return cls(
             settings,
             store,
@@ -64,6 +93,7 @@ class Services:
                 settings.connect_rate, settings.max_connections_per_ip, settings.max_connections
             ),
             privacy_for(settings, store, tokens),
+            dispatch,
         )
 
     def refused(self, what: outages.Refusal) -> None:
@@ -84,6 +114,7 @@ def tokens_for(settings: Settings) -> TokenService:
             audience=settings.agent_jwt_audience,
         ),
         identity_secret=settings.identity_secret,
+        bot_keys=settings.bot_keys,
     )
 
 

@@ -15,6 +15,7 @@ import dataclasses
 import ipaddress
 import logging
 import os
+import re
 import secrets
 import typing
 from collections.abc import Callable, Mapping
@@ -359,9 +360,41 @@ class _Reader:
         value, self.secret_source = _generated_secret(str(self.value("database_url")))
         return value
 
+    def bot_spec(self, s: Setting) -> str:
+        value = self.text(s.env, str(s.default))
+        if value.startswith("workers:"):
+            bot_name(value.removeprefix("workers:"), s.env)
+        return value
+
+    def bot_keys(self, s: Setting) -> tuple[tuple[str, str], ...]:
+        raw = self.optional(s.env)
+        if raw is None:
+            return ()
+        keys: list[tuple[str, str]] = []
+        for item in (i.strip() for i in raw.split(",")):
+            name, sep, key = item.partition(":")
+            if not item:
+                continue
+            if not sep or len(key.encode()) < 16:
+                raise SettingsError(f"{s.env} must list name:key pairs, each key ≥ 16 bytes")
+            keys.append((bot_name(name, s.env), key))
+        return tuple(keys)
+
     def source_of_secret(self) -> str:
         self.value("secret")
         return self.secret_source
+
+
+BOT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+
+
+def bot_name(name: str, env: str) -> str:
+    """A bot's name as settings give it: letters, digits, `.`, `_`, `-`, up to 64."""
+    if not BOT_NAME.match(name):
+        raise SettingsError(
+            f"{env}: bot name {name!r} must be 1-64 letters, digits, '.', '_' or '-'"
+        )
+    return name
 
 
 def _bound(low: float | None, high: float | None) -> str:
@@ -489,8 +522,42 @@ class Settings:
     bot: str = setting(
         env="BOT",
         default="kb",
+        read=_Reader.bot_spec,
         doc="`kb` (knowledge-base bot), `openai` (an LLM that streams its replies, "
-        "[LLM bot](docs/llm-bot.md)), `echo`, or `package.module:factory`",
+        "[LLM bot](docs/llm-bot.md)), `echo`, `package.module:factory`, or `workers:NAME`: "
+        "the bot NAME's workers connected to `/bot` answer ([writing a bot](docs/writing-a-bot.md)"
+        "; the `kb` bot greets and is the fallback)",
+    )
+    bot_keys: tuple[tuple[str, str], ...] = setting(
+        env="BOT_KEYS",
+        default=(),
+        read=_Reader.bot_keys,
+        secret=True,
+        doc="`name:key,...`: keys a `/bot` worker of bot `name` may connect with (each ≥ 16 "
+        "bytes), besides a JWT with role `bot` signed like agent tokens",
+    )
+    bot_fallback: str = setting(
+        env="BOT_FALLBACK",
+        default="kb",
+        choices=("kb", "queue"),
+        doc="what happens to a visitor message no bot worker took within `BOT_TIMEOUT` "
+        "(none connected, or all busy): the built-in `kb` bot answers, or the conversation "
+        "goes to the `queue`",
+    )
+    bot_timeout: float = setting(
+        env="BOT_TIMEOUT",
+        default=10.0,
+        low=0.1,
+        high=3600.0,
+        doc="seconds a visitor message waits for an external bot before `BOT_FALLBACK`",
+    )
+    bot_redelivery_timeout: float = setting(
+        env="BOT_REDELIVERY_TIMEOUT",
+        default=30.0,
+        low=0.5,
+        high=3600.0,
+        doc="seconds a `/bot` worker has to answer a delivery (a `message`, `handoff`, "
+        "`resolve` or `done`) before it is given to another worker",
     )
     bot_kb_path: str | None = setting(
         env="BOT_KB_PATH",
@@ -651,6 +718,11 @@ class Settings:
         doc="enables `POST /dev/agent-token` (the console's dev sign-in button); never in "
         "production",
     )
+
+    @property
+    def bot_workers(self) -> str | None:
+        """The external bot's name when `BOT=workers:NAME`, else None."""
+        return self.bot.removeprefix("workers:") if self.bot.startswith("workers:") else None
 
     @property
     def is_sqlite(self) -> bool:

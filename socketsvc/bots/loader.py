@@ -23,14 +23,16 @@ def load_bot(
     """Build the bot named by the `BOT` setting.
 
     `spec` is `"kb"` (the knowledge-base bot on `kb_path`, or the packaged default KB when
-    None), `"openai"` (the LLM bot over `llm`'s endpoint, with the same knowledge base as its
-    retrieval context), `"echo"`, or `"package.module:factory"`: the factory is called as
+    None; also for `"workers:NAME"`, where it greets and is the fallback), `"openai"` (the LLM
+    bot over `llm`'s endpoint, with the same knowledge base as its retrieval context), `"echo"`,
+    or `"package.module:factory"`: the factory is called as
     `factory(kb_path=kb_path, delay=delay)` and must return a `Bot`. Raises `ValueError`
     for an unknown spec, an import that fails or a factory that returns something else;
     an invalid knowledge base raises `KnowledgeBaseError` (also a `ValueError`).
     """
     spec = spec.strip()
-    if spec == "kb":
+    if spec == "kb" or spec.startswith("workers:"):
+        # With external workers (`workers:NAME`) the kb bot greets and is the fallback.
         return KnowledgeBaseBot.from_file(kb_path, delay=delay)
     if spec == "openai":
         if llm is None:

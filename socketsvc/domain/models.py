@@ -141,3 +141,18 @@ def iso(moment: datetime) -> str:
     elif moment.utcoffset():
         moment = moment.astimezone(UTC)
     return moment.isoformat(timespec="milliseconds")[:-6] + "Z"
+
+
+@dataclass(frozen=True)
+class BotDelivery:
+    """A visitor message given to an external bot: `pending` until a worker claims it (with a
+    lease), `claimed` by `worker`, `done` once answered (or handled by the fallback)."""
+
+    id: str
+    """The visitor message's id."""
+    conversation_id: str
+    seq: int
+    bot: str
+    state: str
+    worker: str | None
+    attempts: int

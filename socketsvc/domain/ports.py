@@ -9,13 +9,14 @@ store knows which columns that changes.
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 from datetime import datetime
 from typing import Any, Protocol
 
 from socketsvc.domain.models import (
     Agent,
     Append,
+    BotDelivery,
     Conversation,
     Message,
     Returning,
@@ -77,6 +78,7 @@ class ConversationStore(Protocol):
         *,
         from_states: Collection[State],
         assigned_to: str | None = None,
+        after: Sequence[str] = (),
     ) -> Transition | None: ...
 
     async def accept(
@@ -100,10 +102,23 @@ class ConversationStore(Protocol):
         self, conversation_id: str, agent_id: str, note: str
     ) -> Transition | None: ...
 
+    async def resolve_from_bot(self, conversation_id: str, note: str) -> Transition | None: ...
+
     # messages
 
     async def append_message(
         self, conversation_id: str, sender: Sender, text: str, client_id: str | None
+    ) -> Append | None: ...
+
+    async def append_bot_message(
+        self,
+        conversation_id: str,
+        bot: Sender,
+        text: str,
+        client_id: str,
+        *,
+        bot_fallbacks: int,
+        human_offered: bool,
     ) -> Append | None: ...
 
     async def append_agent_message(
@@ -141,6 +156,45 @@ class ConversationStore(Protocol):
     async def queued(self) -> list[Conversation]: ...
 
     async def assigned_to(self, agent_id: str) -> list[Conversation]: ...
+
+
+class BotDeliveries(Protocol):
+    """Visitor messages given to external bot workers, with a lease, shared by every process."""
+
+    async def add(self, delivery_id: str, conversation_id: str, seq: int, bot: str) -> None: ...
+
+    async def claim(self, bot: str, worker: str, limit: int, lease: float) -> list[BotDelivery]:
+        """Claim up to `limit` pending deliveries (the oldest unfinished one of each
+        conversation with the bot) for `worker` until the lease ends."""
+        ...
+
+    async def held(self, delivery_id: str, worker: str) -> BotDelivery | None:
+        """The delivery, if `worker` holds it or answered it."""
+        ...
+
+    async def complete(self, delivery_id: str, worker: str) -> bool: ...
+
+    async def release_worker(self, worker: str) -> int: ...
+
+    async def holding(self, worker: str) -> set[str]:
+        """The deliveries `worker` holds now (leases expire on any process)."""
+        ...
+
+    async def release_expired(self) -> list[tuple[str, str]]:
+        """Give back the deliveries whose lease ran out: (delivery, worker that held it)."""
+        ...
+
+    async def take_stale(self, bot: str, waited: float) -> list[BotDelivery]:
+        """Pending deliveries no worker took for `waited` seconds, each to one caller."""
+        ...
+
+    async def purge(self) -> int: ...
+
+
+class WorkerChannel(Protocol):
+    """Sends an event to one connected bot worker of this process."""
+
+    async def to_worker(self, worker: str, event: str, data: dict[str, Any]) -> None: ...
 
 
 class PrivacyRecords(Protocol):

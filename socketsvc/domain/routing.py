@@ -8,6 +8,7 @@ assigned to that agent), so two agents on two processes can never both win an `a
 from __future__ import annotations
 
 import logging
+from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Any
 
@@ -38,6 +39,11 @@ def queued_text(position: int, agents_online: int) -> str:
     else:
         wait = f"There are {ahead} people ahead of you."
     return f"A human agent will join this chat soon. {wait} You can keep writing here meanwhile."
+
+
+def handoff_note(reason: str | None, summary: str) -> str:
+    """The system note with a bot's handoff summary."""
+    return f"Bot handoff ({reason}): {summary}" if reason else f"Bot handoff: {summary}"
 
 
 @dataclass(frozen=True)
@@ -72,14 +78,27 @@ class RoutingService:
 
     # visitor side ---------------------------------------------------------------------------
 
-    async def handoff(self, conversation_id: str, reason: str | None, by: str) -> Conversation:
-        """Queue the conversation for a human (the bot falls silent); idempotent."""
+    async def handoff(
+        self,
+        conversation_id: str,
+        reason: str | None,
+        by: str,
+        *,
+        summary: str | None = None,
+        from_states: Collection[State] = (State.BOT, State.RESOLVED),
+    ) -> Conversation:
+        """Queue the conversation for a human (the bot falls silent); idempotent.
+
+        `summary` (a bot's short account for the agent) is stored as a system note after the
+        queue's, so it is the `last_message` of the Summary agents see in the queue.
+        """
         waiting = await self.store.queue_length()
         online = await self.presence.online_count()
         changed = await self.store.queue(
             conversation_id,
             queued_text(waiting + 1, online),
-            from_states=[State.BOT, State.RESOLVED],
+            from_states=from_states,
+            after=() if not summary else (handoff_note(reason, summary),),
         )
         if changed is None:
             current = await self.store.get_conversation(conversation_id)

@@ -11,6 +11,7 @@ before that change are JWTs (`aud` `socketsvc:visitor`) and are still honoured u
 from __future__ import annotations
 
 import hashlib
+import hmac
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -34,6 +35,13 @@ CLOCK_SKEW = 30
 class AgentIdentity:
     id: str
     name: str
+
+
+@dataclass(frozen=True)
+class BotIdentity:
+    """A connected bot worker: which bot it serves."""
+
+    bot: str
 
 
 @dataclass(frozen=True)
@@ -85,10 +93,12 @@ class TokenService:
         visitor_ttl: int,
         agent_keys: AgentKeys | None = None,
         identity_secret: str | None = None,
+        bot_keys: tuple[tuple[str, str], ...] = (),
     ) -> None:
         self._secret = secret
         self._visitor_signer = _VisitorSigner(secret, backdate=True)
         self._visitor_checker = _VisitorSigner(secret)
+        self._bot_keys = bot_keys
         self.visitor_ttl = visitor_ttl
         self.agent_keys = agent_keys or AgentKeys()
         self._identity_secret = identity_secret
@@ -169,6 +179,44 @@ class TokenService:
         if not isinstance(name, str) or not name or len(name) > 100:
             raise Unauthorized("agent token needs a string 'name' claim")
         return AgentIdentity(subject, name)
+
+    def mint_bot(self, bot: str, ttl: int = 24 * 3600) -> str:
+        """An HS256 bot JWT: `sub` is the bot's name, `role` is `bot` (signed like agent
+        tokens: only meaningful while agents are verified with the secret)."""
+        issued = int(time.time())
+        claims: dict[str, Any] = {"sub": bot, "role": "bot", "iat": issued, "exp": issued + ttl}
+        if self.agent_keys.issuer:
+            claims["iss"] = self.agent_keys.issuer
+        if self.agent_keys.audience:
+            claims["aud"] = self.agent_keys.audience
+        return jwt.encode(claims, self._secret, algorithm=ALGORITHM)
+
+    def verify_bot(self, bot: Any, token: Any = None, key: Any = None) -> BotIdentity:
+        """A worker of `bot`, proven by a bot JWT (role `bot`, `sub` = the bot's name, verified
+        like agent tokens) or by one of `BOT_KEYS`; `Unauthorized` otherwise."""
+        if not isinstance(bot, str) or not bot or len(bot) > 64:
+            raise Unauthorized("auth.bot must name the bot (a string)")
+        if key is not None:
+            if not isinstance(key, str) or not any(
+                name == bot and hmac.compare_digest(key.encode(), known.encode())
+                for name, known in self._bot_keys
+            ):
+                raise Unauthorized("bot key invalid")
+            return BotIdentity(bot)
+        keys = self.agent_keys
+        claims = self._decode(
+            token,
+            keys.public_key or self._secret,
+            keys.algorithm,
+            audience=keys.audience,
+            issuer=keys.issuer,
+            kind="bot token",
+        )
+        if claims.get("role") != "bot":
+            raise Unauthorized("bot token must carry role 'bot'")
+        if claims.get("sub") != bot:
+            raise Unauthorized("bot token is for another bot")
+        return BotIdentity(bot)
 
     def verify_identity(self, token: Any) -> VerifiedUser:
         """A host site's signed assertion of its logged-in user (IDENTITY_SECRET, HS256)."""

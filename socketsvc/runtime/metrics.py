@@ -36,6 +36,16 @@ DUPLICATES = Counter(
 CONVERSATIONS_STARTED = Counter("socketsvc_conversations_started_total", "Conversations started")
 HANDOFFS = Counter("socketsvc_handoffs_total", "Conversations handed to the queue", ["by"])
 BOT_FALLBACKS = Counter("socketsvc_bot_fallbacks_total", "Bot replies that were fallbacks")
+BOT_DELIVERIES = Counter(
+    "socketsvc_bot_deliveries_total",
+    "Visitor messages sent to /bot workers (redeliveries included)",
+    ["attempt"],
+)
+BOT_WORKER_FALLBACKS = Counter(
+    "socketsvc_bot_worker_fallbacks_total",
+    "Visitor messages no /bot worker took within BOT_TIMEOUT (handled by BOT_FALLBACK)",
+    ["fallback"],
+)
 BOT_ERRORS = Counter("socketsvc_bot_errors_total", "Bot replies that failed or timed out")
 BOT_SUPPRESSED = Counter(
     "socketsvc_bot_replies_suppressed_total",

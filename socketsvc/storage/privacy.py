@@ -16,7 +16,14 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from socketsvc.domain.models import Role, State, utcnow
 from socketsvc.storage.store import Store
-from socketsvc.storage.tables import conversations, erased_visitors, messages, read_marks, visitors
+from socketsvc.storage.tables import (
+    bot_deliveries,
+    conversations,
+    erased_visitors,
+    messages,
+    read_marks,
+    visitors,
+)
 
 
 class PrivacyStore:
@@ -154,7 +161,9 @@ class PrivacyStore:
 async def _delete_conversations(
     conn: AsyncConnection, ids: list[str] | sa.Select[tuple[str]]
 ) -> dict[str, int]:
-    """Delete the conversations `ids` (a list or a subquery) and their messages and marks."""
+    """Delete the conversations `ids` (a list or a subquery) and their messages and marks
+    (and the `/bot` deliveries of their messages, which hold ids only, uncounted)."""
+    await conn.execute(bot_deliveries.delete().where(bot_deliveries.c.conversation_id.in_(ids)))
     marks = await conn.execute(read_marks.delete().where(read_marks.c.conversation_id.in_(ids)))
     stored = await conn.execute(messages.delete().where(messages.c.conversation_id.in_(ids)))
     gone = await conn.execute(conversations.delete().where(conversations.c.id.in_(ids)))

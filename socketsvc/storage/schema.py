@@ -28,7 +28,7 @@ from socketsvc.storage.tables import metadata
 
 MIGRATIONS = Path(__file__).with_name("migrations")
 BASELINE = "0001_baseline"
-HEAD = "0002_visitor_erasures"
+HEAD = "0003_bot_deliveries"
 """The newest revision this code knows (a test checks it is the migrations' only head)."""
 ADVISORY_LOCK = 7460113
 """PostgreSQL: processes that open or migrate the database at the same time take turns."""

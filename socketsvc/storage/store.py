@@ -448,8 +448,10 @@ class Store:
         *,
         from_states: Collection[State],
         assigned_to: str | None = None,
+        after: Sequence[str] = (),
     ) -> Transition | None:
-        """To the queue, waiting from now, without an agent and with the bot's counters reset."""
+        """To the queue, waiting from now, without an agent and with the bot's counters reset;
+        `after`: more system notes after `note` (a bot's handoff summary)."""
         values = {
             "state": State.QUEUED.value,
             "queued_at": utcnow(),
@@ -458,6 +460,14 @@ class Store:
             "bot_fallbacks": 0,
             "human_offered": False,
         }
+        if after:
+            return await self.transition(
+                conversation_id,
+                from_states=from_states,
+                values=values,
+                add=[(SYSTEM, text) for text in (note, *after)],
+                where=None if assigned_to is None else conversations.c.agent_id == assigned_to,
+            )
         return await self._named(conversation_id, from_states, assigned_to, values, note)
 
     async def accept(
@@ -501,6 +511,11 @@ class Store:
         """A conversation assigned to the agent, resolved."""
         values = {"state": State.RESOLVED.value, "agent_id": None, "agent_name": None}
         return await self._named(conversation_id, (State.ASSIGNED,), agent_id, values, note)
+
+    async def resolve_from_bot(self, conversation_id: str, note: str) -> Transition | None:
+        """A conversation with the bot, resolved by it."""
+        values = {"state": State.RESOLVED.value, "bot_fallbacks": 0, "human_offered": False}
+        return await self._named(conversation_id, (State.BOT,), None, values, note)
 
     async def _named(
         self,
@@ -594,6 +609,27 @@ class Store:
             bot,
             text,
             None,
+            only_in_states=(State.BOT,),
+            values={"bot_fallbacks": bot_fallbacks, "human_offered": human_offered},
+        )
+
+    async def append_bot_message(
+        self,
+        conversation_id: str,
+        bot: Sender,
+        text: str,
+        client_id: str,
+        *,
+        bot_fallbacks: int,
+        human_offered: bool,
+    ) -> Append | None:
+        """An external bot's reply (idempotent by `client_id`), stored only while the
+        conversation is with the bot, with the bot's counters in the same write."""
+        return await self.append_message(
+            conversation_id,
+            bot,
+            text,
+            client_id,
             only_in_states=(State.BOT,),
             values={"bot_fallbacks": bot_fallbacks, "human_offered": human_offered},
         )

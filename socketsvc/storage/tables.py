@@ -92,3 +92,23 @@ agent_connections = sa.Table(
     sa.Column("node_id", sa.String(64), nullable=False, index=True),
     sa.Column("seen_at", Stamp, nullable=False),
 )
+
+bot_deliveries = sa.Table(
+    "bot_deliveries",
+    metadata,
+    # One row per visitor message given to an external bot (its id is the message's id); no
+    # foreign key, so that erasing a visitor is not held up by the rows of its messages.
+    sa.Column("id", sa.String(64), primary_key=True),
+    sa.Column("conversation_id", sa.String(64), nullable=False),
+    sa.Column("seq", sa.Integer, nullable=False),
+    sa.Column("bot", sa.String(64), nullable=False),
+    sa.Column("state", sa.String(16), nullable=False),
+    sa.Column("worker", sa.String(200), nullable=True),
+    sa.Column("last_worker", sa.String(200), nullable=True),
+    sa.Column("attempts", sa.Integer, nullable=False),
+    sa.Column("created_at", Stamp, nullable=False),
+    sa.Column("available_at", Stamp, nullable=False),
+    sa.Column("lease_until", Stamp, nullable=True),
+    sa.Index("ix_bot_deliveries_waiting", "bot", "state", "available_at"),
+    sa.Index("ix_bot_deliveries_conversation", "conversation_id", "state", "seq"),
+)

@@ -45,6 +45,10 @@ class SocketIOBroadcaster:
     async def to_agents(self, event: str, data: dict[str, Any]) -> None:
         await self.sio.emit(event, data, room=rooms.AGENTS_ROOM, namespace=rooms.AGENT)
 
+    async def to_worker(self, worker: str, event: str, data: dict[str, Any]) -> None:
+        """A bot worker connected to this process (`ports.WorkerChannel`)."""
+        await self.sio.emit(event, data, to=worker, namespace=rooms.BOT, ignore_queue=True)
+
     async def to_local_visitors(self, event: str, data: dict[str, Any]) -> None:
         await self.sio.emit(event, data, namespace=rooms.CHAT, ignore_queue=True)
 

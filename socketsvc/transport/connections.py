@@ -9,6 +9,10 @@ import socketio
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from socketsvc.transport import rooms
+
+NAMESPACES = (rooms.CHAT, rooms.AGENT, rooms.BOT)
+
 
 class ConnectionCollector(Collector):
     """Open Socket.IO connections of this process by namespace and current transport."""
@@ -24,7 +28,7 @@ class ConnectionCollector(Collector):
         )
         counts: Counter[tuple[str, str]] = Counter()
         manager = self.sio.manager
-        for namespace in ("/chat", "/agent"):
+        for namespace in NAMESPACES:
             if namespace not in manager.rooms:
                 continue
             for _sid, eio_sid in manager.get_participants(namespace, None):
@@ -32,7 +36,7 @@ class ConnectionCollector(Collector):
                 if sock is None or sock.closed:
                     continue
                 counts[(namespace, "websocket" if sock.upgraded else "polling")] += 1
-        for namespace in ("/chat", "/agent"):
+        for namespace in NAMESPACES:
             for transport in ("polling", "websocket"):
                 family.add_metric([namespace, transport], counts[(namespace, transport)])
         yield family

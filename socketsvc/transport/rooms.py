@@ -2,6 +2,7 @@
 
 CHAT = "/chat"
 AGENT = "/agent"
+BOT = "/bot"
 AGENTS_ROOM = "agents"
 
 
@@ -17,3 +18,8 @@ def conversation(conversation_id: str) -> str:
 def agent(agent_id: str) -> str:
     """Every connection of one agent, in /agent."""
     return f"agent:{agent_id}"
+
+
+def bot(name: str) -> str:
+    """Every worker connection of one external bot, in /bot."""
+    return f"bot:{name}"

@@ -172,3 +172,30 @@ class AgentResolve(Schema):
 
 class Availability(Schema):
     status = fields.String(required=True, validate=validate.OneOf(["online", "away"]))
+
+
+class BotMessage(TextSchema):
+    delivery_id = _id(required=True)
+    client_id = SafeString(
+        validate=validate.Length(min=1, max=64), allow_none=True, load_default=None
+    )
+    text = Text(required=True)
+    matched = StrictBoolean(load_default=True)
+    offer_human = StrictBoolean(load_default=False)
+
+
+class BotTyping(Schema):
+    delivery_id = _id(required=True)
+    typing = StrictBoolean(required=True)
+
+
+class BotHandoff(Schema):
+    delivery_id = _id(required=True)
+    reason = SafeString(validate=validate.Length(max=200), load_default=None, allow_none=True)
+    summary = SafeString(validate=validate.Length(max=1000), load_default=None, allow_none=True)
+
+
+class BotDelivery(Schema):
+    """`resolve` and `done`: only the delivery."""
+
+    delivery_id = _id(required=True)

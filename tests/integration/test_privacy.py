@@ -30,6 +30,7 @@ TABLES = {
     "agents",
     "agent_connections",
     "erased_visitors",
+    "bot_deliveries",
 }
 ERASED = {**dict.fromkeys(TABLES, 0), "erased_visitors": 1}
 """What is left of an erased visitor: its id as an erasure marker, nothing else."""

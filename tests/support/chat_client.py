@@ -25,6 +25,8 @@ class ChatClient:
         "queue",
         "assigned",
         "conversation",
+        "ready",
+        "visitor_message",
     )
 
     def __init__(self, url: str, namespace: str = "/chat", transports: list[str] | None = None):

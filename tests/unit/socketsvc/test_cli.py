@@ -75,7 +75,7 @@ def test_settings_prints_the_declarations_without_reading_them(tmp_path: Path) -
     markdown = run(tmp_path, "settings", "--markdown", PORT="abc")
     assert markdown.returncode == 0, markdown.stderr
     assert markdown.stdout == markdown_table()
-    assert markdown.stdout.count("\n| `") == 38
+    assert markdown.stdout.count("\n| `") == 42
     plain = run(tmp_path, "settings", PORT="abc")
     assert plain.returncode == 0, plain.stderr
     assert plain.stdout == plain_list()
@@ -240,13 +240,13 @@ def test_migrate_creates_the_schema_then_is_a_no_op(
     monkeypatch.setenv("SOCKETSVC_SECRET", SECRET)
     assert main(["migrate"]) == 0
     created = capsys.readouterr().out
-    assert created == "socketsvc migrate: schema created at revision 0002_visitor_erasures\n"
+    assert created == "socketsvc migrate: schema created at revision 0003_bot_deliveries\n"
     assert main(["migrate"]) == 0
     out = capsys.readouterr().out
     print(out)
     assert (
         out
-        == "socketsvc migrate: schema up to date at revision 0002_visitor_erasures: nothing to do\n"
+        == "socketsvc migrate: schema up to date at revision 0003_bot_deliveries: nothing to do\n"
     )
 
 

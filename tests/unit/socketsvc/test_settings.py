@@ -127,6 +127,16 @@ def test_secret_from_env_is_used_and_not_shown(in_tmp: Path) -> None:
         ({"VISITOR_TOKEN_TTL": "86400"}, "visitor_token_ttl", 86400),
         ({"BOT": "echo"}, "bot", "echo"),
         ({"BOT": "my_pkg.bots:make"}, "bot", "my_pkg.bots:make"),
+        ({"BOT": "workers:helper"}, "bot", "workers:helper"),
+        ({"BOT": "workers:helper"}, "bot_workers", "helper"),
+        (
+            {"BOT_KEYS": "a:0123456789abcdef,b.2:fedcba9876543210"},
+            "bot_keys",
+            (("a", "0123456789abcdef"), ("b.2", "fedcba9876543210")),
+        ),
+        ({"BOT_FALLBACK": "Queue"}, "bot_fallback", "queue"),
+        ({"BOT_TIMEOUT": "0.5"}, "bot_timeout", 0.5),
+        ({"BOT_REDELIVERY_TIMEOUT": "2"}, "bot_redelivery_timeout", 2.0),
         ({"BOT_KB_PATH": "/etc/socketsvc/kb.json"}, "bot_kb_path", "/etc/socketsvc/kb.json"),
         ({"BOT_DELAY": "0.25"}, "bot_delay", 0.25),
         ({"BOT_DELAY": "60"}, "bot_delay", 60.0),
@@ -198,6 +208,14 @@ def test_is_sqlite(url: str, is_sqlite: bool) -> None:
         ("MAX_TEXT_LENGTH", "ten"),
         ("VISITOR_TOKEN_TTL", "59"),
         ("VISITOR_TOKEN_TTL", "1h"),
+        ("BOT", "workers:"),
+        ("BOT", "workers:bad name"),
+        ("BOT_KEYS", "helper"),
+        ("BOT_KEYS", "helper:short"),
+        ("BOT_KEYS", ":0123456789abcdef"),
+        ("BOT_FALLBACK", "echo"),
+        ("BOT_TIMEOUT", "0"),
+        ("BOT_REDELIVERY_TIMEOUT", "0.1"),
         ("BOT_DELAY", "-0.1"),
         ("BOT_DELAY", "61"),
         ("BOT_DELAY", "nan"),
@@ -321,7 +339,7 @@ def test_readme_rows_and_declarations_name_the_same_variables() -> None:
     rows = [line.split("|")[1] for line in table.splitlines() if line.startswith("| `")]
     in_readme = [name for row in rows for name in re.findall(r"`([A-Z_]+)`", row)]
     assert sorted(in_readme) == sorted(s.env for s in SETTINGS)
-    assert len(SETTINGS) == len({s.env for s in SETTINGS}) == 41
+    assert len(SETTINGS) == len({s.env for s in SETTINGS}) == 45
 
 
 @pytest.mark.parametrize(
@@ -385,6 +403,8 @@ def test_ranges_and_choices_are_declared() -> None:
         "BOT_DELAY": (float, 0.0, 60.0),
         "LLM_MAX_TOKENS": (int, 1, 32768),
         "LLM_TIMEOUT": (float, 1.0, 25.0),
+        "BOT_TIMEOUT": (float, 0.1, 3600.0),
+        "BOT_REDELIVERY_TIMEOUT": (float, 0.5, 3600.0),
         "MESSAGE_RATE": (float, 0.01, None),
         "MESSAGE_BURST": (float, 1.0, None),
         "CONNECT_RATE": (int, 1, None),
@@ -400,6 +420,7 @@ def test_ranges_and_choices_are_declared() -> None:
     by_env = {s.env: s for s in SETTINGS}
     assert by_env["LOG_LEVEL"].choices == ("DEBUG", "INFO", "WARNING", "ERROR")
     assert by_env["LOG_FORMAT"].choices == ("text", "json")
+    assert by_env["BOT_FALLBACK"].choices == ("kb", "queue")
     assert by_env["SOCKETSVC_SECRET"].attr == "secret"
 
 

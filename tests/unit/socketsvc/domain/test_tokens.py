@@ -287,3 +287,22 @@ def test_small_clock_differences_are_tolerated(tokens: TokenService) -> None:
     assert tokens.verify_agent(tokens.mint_agent("a1", "Alice", ttl=-10)).id == "a1"
     with pytest.raises(Unauthorized, match="expired"):
         tokens.verify_agent(tokens.mint_agent("a1", "Alice", ttl=-31))
+
+
+def test_bot_credentials_name_the_bot() -> None:
+    from socketsvc.domain.tokens import BotIdentity
+
+    tokens = TokenService("s" * 40, 60, bot_keys=(("helper", "k" * 20),))
+    assert tokens.verify_bot("helper", key="k" * 20) == BotIdentity("helper")
+    assert tokens.verify_bot("helper", tokens.mint_bot("helper")) == BotIdentity("helper")
+    for bot, token, key in [
+        ("helper", None, "x" * 20),
+        ("other", None, "k" * 20),
+        ("helper", tokens.mint_bot("other"), None),
+        ("helper", tokens.mint_agent("helper", "Helper"), None),
+        ("helper", TokenService("t" * 40, 60).mint_bot("helper"), None),
+        (None, tokens.mint_bot("helper"), None),
+        ("helper", None, None),
+    ]:
+        with pytest.raises(Unauthorized):
+            tokens.verify_bot(bot, token, key)

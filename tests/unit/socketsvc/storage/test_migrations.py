@@ -185,7 +185,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0099_test"
-down_revision = "0002_visitor_erasures"
+down_revision = "0003_bot_deliveries"
 branch_labels = None
 depends_on = None
 
@@ -266,6 +266,33 @@ async def test_0002_adds_erasure_markers_and_keeps_the_baseline_rows(database_ur
         return (
             conn.execute(sa.text("SELECT id FROM visitors")).scalars().all(),
             conn.execute(sa.text("SELECT count(*) FROM erased_visitors")).scalar(),
+        )
+
+    assert await _run(database_url, rows) == (["v1"], 0)
+
+
+async def test_0003_adds_bot_deliveries_and_keeps_the_rows(database_url: str) -> None:
+    """A database at 0002 (with a visitor) upgrades to 0003: `bot_deliveries` exists, empty,
+    and the visitor row is still there."""
+
+    def at_0002(conn: sa.Connection) -> None:
+        config = alembic_config()
+        config.attributes["connection"] = conn
+        from alembic import command
+
+        command.upgrade(config, "0002_visitor_erasures")
+        conn.execute(tables.visitors.insert().values(id="v1", name="Visitor v1", created_at=NOW))
+
+    await _run(database_url, at_0002)
+    outcome = await _migrate(database_url)
+    assert outcome.describe() == f"schema upgraded from 0002_visitor_erasures to {HEAD}"
+    assert HEAD == "0003_bot_deliveries"
+    assert await _run(database_url, schema.diff) == []
+
+    def rows(conn: sa.Connection) -> object:
+        return (
+            conn.execute(sa.text("SELECT id FROM visitors")).scalars().all(),
+            conn.execute(sa.text("SELECT count(*) FROM bot_deliveries")).scalar(),
         )
 
     assert await _run(database_url, rows) == (["v1"], 0)
