@@ -24,6 +24,9 @@ import sqlite3
 
 log = logging.getLogger(__name__)
 
+FINAL_CHECKPOINT_WAIT_MS = 2000
+"""How long the checkpoint at close waits for readers (the log is kept if they stay)."""
+
 
 class WalCheckpointer:
     """Checkpoints the WAL of one SQLite file every `interval` seconds on a worker thread."""
@@ -70,7 +73,12 @@ class WalCheckpointer:
         if self._task is not None:
             await self._task
         try:
-            await asyncio.to_thread(self.checkpoint, "TRUNCATE")
+            # A reader still in a transaction (another process's) would make TRUNCATE wait for
+            # the whole busy timeout: shutting down must not take 30 s for a smaller WAL file.
+            self._conn.execute(f"PRAGMA busy_timeout={FINAL_CHECKPOINT_WAIT_MS}")
+            busy, _, _ = await asyncio.to_thread(self.checkpoint, "TRUNCATE")
+            if busy:
+                log.info("final WAL checkpoint incomplete: a reader held the log; it is kept")
         except sqlite3.Error as exc:
             log.warning("final WAL checkpoint failed: %s", exc)
         self._conn.close()
