@@ -35,6 +35,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import bot_loop
 import harness
 from harness import (
     CpuWindow,
@@ -472,7 +473,88 @@ async def scenario_b(cfg: Config) -> dict[str, Any]:
         ],
         out,
     )
-    return {"rows": [summarise_b(r) for r in rows], "table": text}
+    bot_rows, bot_text = await bot_in_the_loop(cfg) if "sqlite" in cfg.servers else ([], "")
+    return {
+        "rows": [summarise_b(r) for r in rows],
+        "bot_in_the_loop": bot_rows,
+        "table": text + ("\n\n" + bot_text if bot_text else ""),
+    }
+
+
+BOT_RATE = 500.0
+
+
+async def bot_in_the_loop(cfg: Config) -> tuple[list[dict[str, Any]], str]:
+    """Visitor message -> the knowledge-base bot's reply delivered (bench/bot_loop.py): at
+    BOT_RATE msgs/s, then steps up to the last rate with p99 < 50 ms and every reply back."""
+    spec = Spec("socketsvc SQLite, kb bot answering", "socketsvc", "sqlite", bot="kb", key="sqlite")
+    async with measured(cfg, spec) as target, new_http() as http:
+        await validate(target, http, polling=False)
+        replies = bot_loop.Replies()
+        clients = await bot_loop.open_visitors(http, target.visitor_url, cfg.connections_b, replies)
+        try:
+            await bot_loop.run(clients, replies, 100.0, 1.0, target.pids, "w")
+            await settle(clients, target.pids)
+            fixed = await bot_loop.run(clients, replies, BOT_RATE, cfg.duration_b, target.pids, "f")
+            fixed.tail = await settle(clients, target.pids)
+            log(f"b {spec.label} @{BOT_RATE:g}/s: {describe(fixed)}")
+            best = fixed if passes(fixed) else None
+            failed = None
+            rate = BOT_RATE * cfg.step_factor if best else cfg.step_start
+            step = 0
+            while rate <= cfg.step_max:
+                step += 1
+                res = await bot_loop.run(
+                    clients, replies, rate, cfg.step_duration, target.pids, f"s{step}-"
+                )
+                res.tail = await settle(clients, target.pids)
+                ok = passes(res)
+                log(f"  bot step {rate:,.0f}/s: {describe(res)} -> {'pass' if ok else 'FAIL'}")
+                if not ok:
+                    failed = res
+                    break
+                best = res
+                rate *= cfg.step_factor
+        finally:
+            abort_all(clients)
+    row = [
+        spec.label,
+        fmt(fixed.p(50), 2),
+        fmt(fixed.p(99), 2),
+        f"{len(fixed.latencies):,}/{fixed.sent:,}",
+        fmt(fixed.cpu.srv_pct if fixed.cpu else None, 0),
+        fmt(fixed.cpu.gen_pct if fixed.cpu else None, 0),
+        fixed.cpu.other if fixed.cpu else "-",
+        fmt(best.offered, 0) if best else "<" + fmt(cfg.step_start, 0),
+        fmt(best.p(99), 1) if best else "-",
+        "none" if failed is None else f"{failed.offered:,.0f}/s: p99 {failed.p(99):,.0f} ms",
+    ]
+    text = table(
+        f"Scenario b, the real bot in the loop: visitor message -> the default knowledge-base "
+        f"bot's reply delivered ({cfg.connections_b} WebSocket connections, every message "
+        f"answered; max = last step with p99 < 50 ms and every reply back; no bare baseline: "
+        f"the bare servers have no bot)",
+        [
+            "server",
+            f"reply p50 ms @{BOT_RATE:g}/s",
+            "reply p99 ms",
+            "replies/sent",
+            "srv CPU%",
+            "gen CPU%",
+            "foreign CPU%",
+            "max msgs/s",
+            "reply p99 ms @max",
+            "first failing step",
+        ],
+        [row],
+    )
+    summary = {
+        "server": spec.label,
+        "fixed": summarise(fixed),
+        "max": summarise(best),
+        "failed_step": summarise(failed),
+    }
+    return [summary], text
 
 
 def passes(res: RateResult) -> bool:
