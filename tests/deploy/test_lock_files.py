@@ -114,3 +114,17 @@ def test_exactly_one_package_manager_file_and_the_python_version() -> None:
     # CI (and so constraints.txt) runs on this Python: Heroku must run the same minor version.
     ci = f"{sys.version_info.major}.{sys.version_info.minor}"
     assert version == ci, f".python-version {version}, the suite runs on {ci}"
+
+
+def test_every_python_package_of_the_tree_is_packaged() -> None:
+    """Each directory of socketsvc/ with an __init__.py is in setup.cfg's `packages` (a missing one
+    installs without its modules, and the installed app fails to import: only a built install shows it)."""
+    config = configparser.ConfigParser()
+    config.read(ROOT / "setup.cfg")
+    listed = {line.strip() for line in config["options"]["packages"].splitlines() if line.strip()}
+    in_tree = {
+        ".".join(init.parent.relative_to(ROOT).parts)
+        for init in (ROOT / "socketsvc").rglob("__init__.py")
+        if "__pycache__" not in init.parts
+    }
+    assert in_tree - listed == set(), f"add to setup.cfg [options] packages: {sorted(in_tree - listed)}"

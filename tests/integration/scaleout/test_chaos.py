@@ -119,7 +119,7 @@ async def test_kill_9_of_one_process_mid_traffic_loses_nothing(
     await asyncio.sleep(8)  # traffic goes on, through the survivor
     assert await crowd.wait_connected(15)
     counts = await split(cluster, "after kill -9 of process 0:")
-    assert counts[1] == {"/chat": VISITORS, "/agent": AGENTS}
+    assert counts[1] == {"/chat": VISITORS, "/agent": AGENTS, "/bot": 0}
     moved = on_victim["/chat"] + on_victim["/agent"]
     assert crowd.disconnected() == moved
     await finish(crowd, postgres_url, f"kill -9 ({moved} participants moved)")
