@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from socketsvc.runtime.tasks import Deadline, Watchdog
+from socketsvc.runtime.tasks import CoarseWatchdog, Deadline, Watchdog
 
 # -- Deadline: asyncio.timeout() as a plain `with` --------------------------------------------
 
@@ -29,10 +29,16 @@ async def test_a_wait_that_ends_in_time_disarms_the_timeout():
 
 
 # -- Watchdog: one timer for many guarded waits ------------------------------------------------
+# CoarseWatchdog: the same on the loop's TimerWheel (up to 0.1 s late), so the same tests.
+
+watchdogs = pytest.mark.parametrize("kind", [Watchdog, CoarseWatchdog])
 
 
-async def test_a_watched_wait_that_lasts_too_long_raises_timeout_error():
-    watchdog = Watchdog(0.1)
+@watchdogs
+async def test_a_watched_wait_that_lasts_too_long_raises_timeout_error(
+    kind: type[Watchdog],
+) -> None:
+    watchdog = kind(0.1)
     started = time.monotonic()
     with pytest.raises(TimeoutError), watchdog:
         await asyncio.sleep(5)
@@ -43,8 +49,9 @@ async def test_a_watched_wait_that_lasts_too_long_raises_timeout_error():
     await asyncio.sleep(0.01)  # no cancellation left over
 
 
-async def test_many_short_watched_waits_outlast_the_delay_together():
-    watchdog = Watchdog(0.1)
+@watchdogs
+async def test_many_short_watched_waits_outlast_the_delay_together(kind: type[Watchdog]) -> None:
+    watchdog = kind(0.1)
     started = time.monotonic()
     while time.monotonic() - started < 0.5:  # five delays in all, 10 ms per wait
         with watchdog:
@@ -52,8 +59,9 @@ async def test_many_short_watched_waits_outlast_the_delay_together():
     watchdog.close()
 
 
-async def test_a_wait_that_starts_late_gets_the_whole_delay():
-    watchdog = Watchdog(0.2)
+@watchdogs
+async def test_a_wait_that_starts_late_gets_the_whole_delay(kind: type[Watchdog]) -> None:
+    watchdog = kind(0.2)
     with watchdog:
         await asyncio.sleep(0.01)
     await asyncio.sleep(0.15)  # unguarded: most of the delay passes outside a block
@@ -66,7 +74,7 @@ async def test_a_wait_that_starts_late_gets_the_whole_delay():
     watchdog.close()
 
 
-@pytest.mark.parametrize("guard", [Deadline, Watchdog])
+@pytest.mark.parametrize("guard", [Deadline, Watchdog, CoarseWatchdog])
 async def test_a_cancellation_from_elsewhere_stays_a_cancellation(
     guard: type[Watchdog],
 ) -> None:
@@ -88,8 +96,9 @@ async def test_a_cancellation_from_elsewhere_stays_a_cancellation(
         await task
 
 
-async def test_a_timer_that_fires_between_blocks_cancels_nothing():
-    watchdog = Watchdog(0.05)
+@watchdogs
+async def test_a_timer_that_fires_between_blocks_cancels_nothing(kind: type[Watchdog]) -> None:
+    watchdog = kind(0.05)
     with watchdog:
         await asyncio.sleep(0.01)
     await asyncio.sleep(0.1)  # the first block's timer fires here, outside any block

@@ -23,6 +23,7 @@ from engineio import packet as eio_packet
 from engineio import payload as eio_payload
 from engineio.async_drivers import aiohttp as aiohttp_driver
 
+from socketsvc.runtime.wheel import wheel
 from socketsvc.transport import patches
 from socketsvc.transport.patches import Applied
 from socketsvc.transport.patches.engineio_websocket import send_each
@@ -339,6 +340,24 @@ async def test_a_client_that_stops_answering_pings_is_closed_after_interval_plus
         assert lively_frames == ["2", "2"]
         assert not lively.closed
         await lively.close()
+
+
+async def test_pings_come_from_the_timer_wheel_not_a_task_per_connection():
+    """Each ping cycle upstream is a task sleeping ping_interval; LeanSocket schedules it on the
+    loop's TimerWheel: pings still arrive every interval, and no `_send_ping` task exists."""
+    async with (
+        serving(ping_interval=0.3, ping_timeout=5) as (sio, url),
+        aiohttp.ClientSession() as http,
+    ):
+        sockets = [await open_websocket(http, url) for _ in range(5)]
+        assert all(isinstance(sio.eio.sockets[sid], LeanSocket) for _, sid in sockets)
+        frames = await asyncio.gather(*(read_until_closed(ws, 1.0) for ws, _ in sockets))
+        assert all(f[:2] == ["2", "2"] for f in frames), frames  # pinged about every 0.3 s
+        ping_tasks = [t for t in asyncio.all_tasks() if "_send_ping" in repr(t.get_coro())]
+        assert ping_tasks == []
+        assert len(wheel()) >= len(sockets)  # each socket's next ping, and its watchdogs
+        for ws, _ in sockets:
+            await ws.close()
 
 
 async def test_a_frame_over_max_http_buffer_size_closes_the_connection():
