@@ -118,7 +118,8 @@ def test_exactly_one_package_manager_file_and_the_python_version() -> None:
 
 def test_every_python_package_of_the_tree_is_packaged() -> None:
     """Each directory of socketsvc/ with an __init__.py is in setup.cfg's `packages` (a missing one
-    installs without its modules, and the installed app fails to import: only a built install shows it)."""
+    installs without its modules, and the installed app fails to import: only a built install
+    shows it)."""
     config = configparser.ConfigParser()
     config.read(ROOT / "setup.cfg")
     listed = {line.strip() for line in config["options"]["packages"].splitlines() if line.strip()}
@@ -127,4 +128,6 @@ def test_every_python_package_of_the_tree_is_packaged() -> None:
         for init in (ROOT / "socketsvc").rglob("__init__.py")
         if "__pycache__" not in init.parts
     }
-    assert in_tree - listed == set(), f"add to setup.cfg [options] packages: {sorted(in_tree - listed)}"
+    assert in_tree - listed == set(), (
+        f"add to setup.cfg [options] packages: {sorted(in_tree - listed)}"
+    )
