@@ -75,7 +75,7 @@ def test_settings_prints_the_declarations_without_reading_them(tmp_path: Path) -
     markdown = run(tmp_path, "settings", "--markdown", PORT="abc")
     assert markdown.returncode == 0, markdown.stderr
     assert markdown.stdout == markdown_table()
-    assert markdown.stdout.count("\n| `") == 42
+    assert markdown.stdout.count("\n| `") == 46
     plain = run(tmp_path, "settings", PORT="abc")
     assert plain.returncode == 0, plain.stderr
     assert plain.stdout == plain_list()
