@@ -5,9 +5,11 @@ mocked: the bot's aiohttp client posts, the receiver checks what a real one woul
 
 from __future__ import annotations
 
+import importlib.util
 import itertools
 import re
 import time
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -25,6 +27,7 @@ from socketsvc.domain.tokens import TokenService
 from socketsvc.keys import SERVICES
 from tests.conftest import SECRET, AppServer
 from tests.support.chat_client import ChatClient
+from tests.support.serving import serving
 from tests.support.webhook_receiver import Receiver, Reply, receiver
 
 HOOK_SECRET = "whsec-integration-0123456789"
@@ -333,3 +336,36 @@ async def test_handoff_from_the_body_then_resolved_is_sent(start_app, clients):
     # opened and created are sent independently (either may arrive first); resolved last.
     assert sorted(r.event for r in hook.requests[:2]) == [OPENED, CREATED]
     assert [r.event for r in hook.requests[2:]] == [RESOLVED]
+
+
+def _example() -> Any:
+    path = Path(__file__).resolve().parents[3] / "docs" / "examples" / "webhook_receiver.py"
+    spec = importlib.util.spec_from_file_location("webhook_receiver_example", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@SQLITE_ONLY
+@pytest.mark.parametrize("secret", [HOOK_SECRET, "not-the-receivers-secret"])
+async def test_the_documented_receiver_checks_the_signature(start_app, clients, secret):
+    """docs/examples/webhook_receiver.py, the receiver of docs/webhook-bot.md: it answers when
+    socketsvc signs with its secret, and refuses (401, so the kb fallback answers) otherwise."""
+    async with serving(_example().make_app(HOOK_SECRET.encode())) as url:
+        app = await start_app(
+            BOT="webhook", BOT_WEBHOOK_URL=url + "/socketsvc", BOT_WEBHOOK_SECRET=secret
+        )
+        client = await visitor(app, clients)
+        asked = (await client.send("what is socketsvc"))["message"]
+        reply = await client.wait_message(
+            lambda m: m["sender"]["role"] == "bot" and m["seq"] > asked["seq"]
+        )
+        await client.barrier()
+
+    best = KnowledgeBaseBot(KB).match("what is socketsvc")
+    assert best is not None
+    expected = "You said: what is socketsvc" if secret == HOOK_SECRET else best.intent.answer
+    same = "same" if secret == HOOK_SECRET else "wrong"
+    print(f"documented receiver, the app signing with the {same} secret: {reply['text'][:40]!r}")
+    assert reply["text"] == expected
