@@ -11,6 +11,7 @@ from prometheus_client import CollectorRegistry
 
 from socketsvc.bots.loader import load_bot
 from socketsvc.bots.openai_bot import LLMConfig
+from socketsvc.bots.webhook_bot import WebhookConfig
 from socketsvc.keys import APP_METRICS, BOT, REDIS, SERVICES, SETTINGS, SIO, STORE
 from socketsvc.llm.client import OpenAIChatClient
 from socketsvc.namespaces.agent import AgentNamespace
@@ -30,6 +31,7 @@ from socketsvc.transport.patches import apply as apply_patches
 from socketsvc.transport.patches import socketio_rooms
 from socketsvc.transport.pubsub import initialize_now, redis_manager
 from socketsvc.transport.server import build_server
+from socketsvc.transport.webhook import WebhookClient
 
 log = logging.getLogger(__name__)
 
@@ -106,7 +108,11 @@ async def _database(app: web.Application) -> AsyncIterator[None]:
 async def _bot(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
     bot = load_bot(
-        settings.bot, kb_path=settings.bot_kb_path, delay=settings.bot_delay, llm=_llm(settings)
+        settings.bot,
+        kb_path=settings.bot_kb_path,
+        delay=settings.bot_delay,
+        llm=_llm(settings),
+        webhook=_webhook(settings),
     )
     app[BOT] = bot
     yield
@@ -125,6 +131,21 @@ def _llm(settings: Settings) -> tuple[LLMConfig, OpenAIChatClient] | None:
     )
     client = OpenAIChatClient(settings.llm_base_url, settings.llm_api_key, settings.llm_timeout)
     return config, client
+
+
+def _webhook(settings: Settings) -> tuple[WebhookConfig, WebhookClient] | None:
+    """The webhook bot's settings and HTTP client, with BOT=webhook."""
+    if settings.bot.strip() != "webhook":
+        return None
+    assert settings.bot_webhook_url is not None and settings.bot_webhook_secret is not None
+    config = WebhookConfig(
+        secret=settings.bot_webhook_secret,
+        retries=settings.bot_webhook_retries,
+        attempt_timeout=settings.bot_webhook_attempt_timeout,
+        deadline=settings.bot_timeout,
+        fallback=settings.bot_fallback,
+    )
+    return config, WebhookClient(settings.bot_webhook_url)
 
 
 async def _services(app: web.Application) -> AsyncIterator[None]:

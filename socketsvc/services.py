@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from socketsvc.bots.base import Bot
 from socketsvc.domain.bot_dispatch import BotDispatch
-from socketsvc.domain.bot_runner import BotRunner
+from socketsvc.domain.bot_runner import RUNNER_TIMEOUT, BotRunner
 from socketsvc.domain.conversations import ConversationService
 from socketsvc.domain.limits import ConnectionGate
 from socketsvc.domain.ports import WorkerChannel
@@ -59,7 +59,10 @@ class Services:
         presence = PresenceService(
             presence_store, routing, settings.agent_grace_seconds, broadcaster
         )
-        bot_runner = BotRunner(store, conversations, routing, bot, tasks)
+        # A bot with a deadline of its own (BOT_TIMEOUT: the webhook bot's, then its fallback)
+        # must reach it before the runner gives up on it.
+        timeout = max(RUNNER_TIMEOUT, settings.bot_timeout + 5.0)
+        bot_runner = BotRunner(store, conversations, routing, bot, tasks, timeout=timeout)
         conversations.on_visitor_message = bot_runner.schedule
         dispatch = None
         if settings.bot_workers is not None:

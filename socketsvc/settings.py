@@ -329,6 +329,32 @@ class _Reader:
                 raise SettingsError(f"BOT=openai needs {' and '.join(missing)}")
         return model
 
+    def webhook_url(self, s: Setting) -> str | None:
+        url = self.optional(s.env)
+        if url is not None:
+            parts = urlsplit(url)
+            if parts.scheme not in ("http", "https") or not parts.netloc:
+                raise SettingsError(f"{s.env} must be an http:// or https:// URL, got {url!r}")
+        return url
+
+    def webhook_secret(self, s: Setting) -> str | None:
+        """BOT_WEBHOOK_SECRET, and with BOT=webhook the check that it and the URL are set."""
+        secret = self.optional(s.env)
+        if secret is not None and len(secret.encode()) < 16:
+            raise SettingsError(f"{s.env} must be at least 16 bytes long")
+        if str(self.value("bot")).strip() == "webhook":
+            missing = [
+                name
+                for name, value in (
+                    ("BOT_WEBHOOK_URL", self.value("bot_webhook_url")),
+                    (s.env, secret),
+                )
+                if value is None
+            ]
+            if missing:
+                raise SettingsError(f"BOT=webhook needs {' and '.join(missing)}")
+        return secret
+
     def origins(self, s: Setting) -> tuple[str, ...] | None:
         name = s.env
         raw = self.optional(name)
@@ -524,7 +550,9 @@ class Settings:
         default="kb",
         read=_Reader.bot_spec,
         doc="`kb` (knowledge-base bot), `openai` (an LLM that streams its replies, "
-        "[LLM bot](docs/llm-bot.md)), `echo`, `package.module:factory`, or `workers:NAME`: "
+        "[LLM bot](docs/llm-bot.md)), `webhook` (each visitor message is POSTed, signed, to "
+        "`BOT_WEBHOOK_URL`, [webhook bot](docs/webhook-bot.md)), `echo`, "
+        "`package.module:factory`, or `workers:NAME`: "
         "the bot NAME's workers connected to `/bot` answer ([writing a bot](docs/writing-a-bot.md)"
         "; the `kb` bot greets and is the fallback)",
     )
@@ -541,15 +569,16 @@ class Settings:
         default="kb",
         choices=("kb", "queue"),
         doc="what happens to a visitor message no bot worker took within `BOT_TIMEOUT` "
-        "(none connected, or all busy): the built-in `kb` bot answers, or the conversation "
-        "goes to the `queue`",
+        "(none connected, or all busy), or the webhook did not answer (`BOT=webhook`): the "
+        "built-in `kb` bot answers, or the conversation goes to the `queue`",
     )
     bot_timeout: float = setting(
         env="BOT_TIMEOUT",
         default=10.0,
         low=0.1,
         high=3600.0,
-        doc="seconds a visitor message waits for an external bot before `BOT_FALLBACK`",
+        doc="seconds a visitor message waits for an external bot (a `/bot` worker, or the "
+        "webhook with all its attempts) before `BOT_FALLBACK`",
     )
     bot_redelivery_timeout: float = setting(
         env="BOT_REDELIVERY_TIMEOUT",
@@ -571,6 +600,36 @@ class Settings:
         low=0.0,
         high=60.0,
         doc='seconds the bot "thinks" before answering (demos, tests)',
+    )
+    bot_webhook_url: str | None = setting(
+        env="BOT_WEBHOOK_URL",
+        default=None,
+        read=_Reader.webhook_url,
+        doc="`BOT=webhook` (required): the URL each visitor message (and `conversation.opened` "
+        "/ `resolved`) is POSTed to as JSON ([webhook bot](docs/webhook-bot.md))",
+    )
+    bot_webhook_secret: str | None = setting(
+        env="BOT_WEBHOOK_SECRET",
+        default=None,
+        read=_Reader.webhook_secret,
+        secret=True,
+        doc="`BOT=webhook` (required, ≥ 16 bytes): the key of the `X-Socketsvc-Signature` "
+        "HMAC-SHA256 the receiver checks",
+    )
+    bot_webhook_retries: int = setting(
+        env="BOT_WEBHOOK_RETRIES",
+        default=3,
+        low=0,
+        high=10,
+        doc="`BOT=webhook`: attempts repeated after a connection error, a timeout, a 5xx or a "
+        "429 (with a backoff, all within `BOT_TIMEOUT`); other 4xx are not repeated",
+    )
+    bot_webhook_attempt_timeout: float = setting(
+        env="BOT_WEBHOOK_ATTEMPT_TIMEOUT",
+        default=5.0,
+        low=0.1,
+        high=60.0,
+        doc="`BOT=webhook`: seconds one attempt may take",
     )
     llm_base_url: str | None = setting(
         env="LLM_BASE_URL",

@@ -9,8 +9,9 @@ from .base import Bot
 from .echo_bot import EchoBot
 from .kb_bot import KnowledgeBaseBot
 from .openai_bot import ChatCompletions, LLMConfig, OpenAIBot
+from .webhook_bot import WebhookBot, WebhookConfig, WebhookTransport
 
-_EXPECTED = "expected 'kb', 'openai', 'echo' or 'package.module:factory'"
+_EXPECTED = "expected 'kb', 'openai', 'webhook', 'echo' or 'package.module:factory'"
 
 
 def load_bot(
@@ -19,12 +20,15 @@ def load_bot(
     kb_path: str | None = None,
     delay: float = 0.0,
     llm: tuple[LLMConfig, ChatCompletions] | None = None,
+    webhook: tuple[WebhookConfig, WebhookTransport] | None = None,
 ) -> Bot:
     """Build the bot named by the `BOT` setting.
 
     `spec` is `"kb"` (the knowledge-base bot on `kb_path`, or the packaged default KB when
     None; also for `"workers:NAME"`, where it greets and is the fallback), `"openai"` (the LLM
-    bot over `llm`'s endpoint, with the same knowledge base as its retrieval context), `"echo"`,
+    bot over `llm`'s endpoint, with the same knowledge base as its retrieval context), `"webhook"`
+    (the webhook bot over `webhook`'s transport; the knowledge-base bot greets and is its
+    fallback), `"echo"`,
     or `"package.module:factory"`: the factory is called as
     `factory(kb_path=kb_path, delay=delay)` and must return a `Bot`. Raises `ValueError`
     for an unknown spec, an import that fails or a factory that returns something else;
@@ -39,6 +43,10 @@ def load_bot(
             raise ValueError("BOT=openai needs an LLM endpoint (LLM_BASE_URL and LLM_MODEL)")
         config, completions = llm
         return OpenAIBot(KnowledgeBaseBot.from_file(kb_path), config, completions)
+    if spec == "webhook":
+        if webhook is None:
+            raise ValueError("BOT=webhook needs BOT_WEBHOOK_URL and BOT_WEBHOOK_SECRET")
+        return WebhookBot(KnowledgeBaseBot.from_file(kb_path), *webhook)
     if spec == "echo":
         return EchoBot(delay=delay)
     if ":" not in spec:

@@ -19,6 +19,7 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any
 
+from socketsvc.bots.base import CONVERSATION_RESOLVED
 from socketsvc.domain import payloads
 from socketsvc.domain.bot_runner import BotRunner
 from socketsvc.domain.conversations import ConversationService
@@ -195,6 +196,7 @@ class BotDispatch:
             if current.state != State.RESOLVED:
                 raise Conflict(f"the conversation is no longer with the bot ({current.state})")
             return current
+        self.conversations.notify(CONVERSATION_RESOLVED, changed.conversation)
         for message in changed.messages:
             await self.conversations.publish(changed.conversation, message)
         await self.conversations.publish_state(changed.conversation)

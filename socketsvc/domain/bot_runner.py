@@ -7,6 +7,7 @@ import logging
 import time
 
 from socketsvc.bots.base import Bot, BotContext, BotReply, StreamingBot
+from socketsvc.domain import payloads
 from socketsvc.domain.conversations import ConversationService, bot_sender
 from socketsvc.domain.models import Append, Conversation, Message, Sender, State, new_id
 from socketsvc.domain.ports import ConversationStore
@@ -17,6 +18,8 @@ from socketsvc.runtime.tasks import Deadline, KeyedLocks, TaskTracker
 log = logging.getLogger(__name__)
 
 
+RUNNER_TIMEOUT = 30.0
+"""Seconds a bot may take for one reply (more when BOT_TIMEOUT is longer: services.py)."""
 TYPING_AFTER = 0.25
 """Seconds a bot may think before the visitor sees it typing; a quicker reply gets the typing
 pair right before it, and a bot that quickly decides to say nothing sends no typing at all."""
@@ -41,7 +44,7 @@ class BotRunner:
         routing: RoutingService,
         bot: Bot,
         tasks: TaskTracker,
-        timeout: float = 30.0,
+        timeout: float = RUNNER_TIMEOUT,
     ) -> None:
         self.store = store
         self.conversations = conversations
@@ -50,6 +53,8 @@ class BotRunner:
         self.tasks = tasks
         self.timeout = timeout
         self._streaming = bot if isinstance(bot, StreamingBot) else None
+        history = getattr(bot, "history", 0)
+        self._history = history if isinstance(history, int) and history > 0 else 0
         self._locks = KeyedLocks()
         self._after_reply: dict[str, Conversation] = {}
         self._waiting: dict[str, int] = {}
@@ -92,20 +97,43 @@ class BotRunner:
                 timer.cancel()
             stored = None
             try:
-                if reply is not None:
+                if reply is not None and reply.text:
                     await typing.on()
                     stored = await self._store(conversation, reply)
             finally:
                 await typing.off()
-            if stored is None:
+            if reply is None:
                 return None
-            assert stored.conversation is not None
-            await self.conversations.publish(stored.conversation, stored.message)
-            if reply is not None and reply.handoff:
-                await self.routing.handoff(
-                    conversation.id, reason="visitor asked the bot", by="bot"
-                )
-            return stored.message
+            if reply.text:
+                if stored is None or not stored.created:
+                    return None if stored is None else stored.message
+                assert stored.conversation is not None
+                await self.conversations.publish(stored.conversation, stored.message)
+                await self._store_more(stored.conversation, reply)
+            if reply.handoff:
+                await self._handoff(conversation.id, reply)
+            return None if stored is None else stored.message
+
+    async def _store_more(self, conversation: Conversation, reply: BotReply) -> None:
+        """Store and publish a reply's further messages (`BotReply.more`), in order."""
+        for index, text in enumerate(reply.more, start=1):
+            client_id = None if reply.client_id is None else f"{reply.client_id}:{index}"
+            stored = await self._store(conversation, reply, text, client_id)
+            if stored is None:
+                return
+            if stored.created:
+                assert stored.conversation is not None
+                conversation = stored.conversation
+                await self.conversations.publish(conversation, stored.message)
+
+    async def _handoff(self, conversation_id: str, reply: BotReply) -> None:
+        await self.routing.handoff(
+            conversation_id,
+            reason=reply.handoff_reason or "visitor asked the bot",
+            by="bot",
+            summary=reply.handoff_summary,
+            from_states=(State.BOT,),
+        )
 
     async def _answer_streaming(
         self, bot: StreamingBot, conversation: Conversation, message: Message
@@ -121,7 +149,7 @@ class BotRunner:
         timer = asyncio.get_running_loop().call_later(TYPING_AFTER, typing.start)
         reply: BotReply | None = None
         left = False
-        pieces = bot.stream(_context(conversation, message), message.text)
+        pieces = bot.stream(await self._context(conversation, message), message.text)
         try:
             with Deadline(self.timeout):
                 async for item in pieces:
@@ -169,15 +197,41 @@ class BotRunner:
             draft.id if draft.published and not draft.discarded else None,
         )
         if reply.handoff:
-            await self.routing.handoff(conversation.id, reason="visitor asked the bot", by="bot")
+            await self._handoff(conversation.id, reply)
         return stored.message
 
     async def _with_bot(self, conversation_id: str) -> bool:
         current = await self.store.get_conversation(conversation_id)
         return current is not None and current.state == State.BOT
 
+    async def _context(self, conversation: Conversation, message: Message) -> BotContext:
+        """What the bot is told of the message; with `history`, the messages before it too
+        (none if they cannot be read: the bot answers all the same)."""
+        recent: tuple[dict[str, object], ...] = ()
+        if self._history:
+            try:
+                found = await self.store.messages_after(
+                    conversation.id, max(0, message.seq - self._history - 1), self._history + 1
+                )
+                recent = tuple(m.to_dict() for m in found if m.seq < message.seq)
+            except Exception:
+                log.warning(
+                    "could not read the messages before a visitor message for the bot",
+                    exc_info=True,
+                    extra={"conversation_id": conversation.id},
+                )
+        return BotContext(
+            conversation_id=conversation.id,
+            visitor_name=message.sender.name,
+            consecutive_fallbacks=conversation.bot_fallbacks,
+            human_offered=conversation.human_offered,
+            message=message.to_dict(),
+            conversation=payloads.conversation_ref(conversation),
+            recent=recent[-self._history :] if recent else (),
+        )
+
     async def _reply(self, conversation: Conversation, message: Message) -> BotReply | None:
-        ctx = _context(conversation, message)
+        ctx = await self._context(conversation, message)
         try:
             with Deadline(self.timeout):
                 return await self.bot.reply(ctx, message.text)
@@ -186,14 +240,38 @@ class BotRunner:
             metrics.BOT_ERRORS.inc()
             return None
 
-    async def _store(self, conversation: Conversation, reply: BotReply) -> Append | None:
-        appended = await self.store.append_bot_reply(
-            conversation.id,
-            bot_sender(self.bot),
-            reply.text,
-            bot_fallbacks=0 if reply.matched else conversation.bot_fallbacks + 1,
-            human_offered=reply.offer_human,
-        )
+    async def _store(
+        self,
+        conversation: Conversation,
+        reply: BotReply,
+        text: str | None = None,
+        client_id: str | None = None,
+    ) -> Append | None:
+        """Store `text` (default: the reply's), idempotently by `client_id` (default: the
+        reply's) when there is one; None when the conversation left the bot. An `Append` that
+        was not `created` is a repeat: nothing new to publish."""
+        bot_fallbacks = 0 if reply.matched else conversation.bot_fallbacks + 1
+        client_id = reply.client_id if text is None else client_id
+        if client_id is None:
+            appended = await self.store.append_bot_reply(
+                conversation.id,
+                bot_sender(self.bot),
+                reply.text if text is None else text,
+                bot_fallbacks=bot_fallbacks,
+                human_offered=reply.offer_human,
+            )
+        else:
+            appended = await self.store.append_bot_message(
+                conversation.id,
+                bot_sender(self.bot),
+                reply.text if text is None else text,
+                client_id,
+                bot_fallbacks=bot_fallbacks,
+                human_offered=reply.offer_human,
+            )
+            if appended is not None and not appended.created:
+                metrics.DUPLICATES.inc()
+                return appended
         if appended is None:
             metrics.BOT_SUPPRESSED.inc()
             log.info(
@@ -221,15 +299,6 @@ async def _close(pieces: object, conversation_id: str) -> None:
             exc_info=True,
             extra={"conversation_id": conversation_id},
         )
-
-
-def _context(conversation: Conversation, message: Message) -> BotContext:
-    return BotContext(
-        conversation_id=conversation.id,
-        visitor_name=message.sender.name,
-        consecutive_fallbacks=conversation.bot_fallbacks,
-        human_offered=conversation.human_offered,
-    )
 
 
 class _Draft:

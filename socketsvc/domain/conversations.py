@@ -12,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from socketsvc.bots.base import Bot, BotContext
+from socketsvc.bots.base import CONVERSATION_OPENED, Bot, BotContext, NotifiedBot
 from socketsvc.domain import payloads
 from socketsvc.domain.errors import Forbidden, Invalid, NotFound, VisitorErased
 from socketsvc.domain.models import (
@@ -147,6 +147,7 @@ class ConversationService:
         self.bot = bot
         self.on_visitor_message = on_visitor_message
         """Called after a new visitor message is stored and published (the bot hooks in here)."""
+        self._notified = bot if isinstance(bot, NotifiedBot) else None
 
     async def open_session(self, token: Any, identity: Any = None) -> Session:
         """Resume the visitor a token names, or start a new visitor when `token` is None.
@@ -208,6 +209,7 @@ class ConversationService:
                 raise NotFound("no such conversation")
             return found
         metrics.CONVERSATIONS_STARTED.inc()
+        self.notify(CONVERSATION_OPENED, started.conversation, visitor)
         return started.conversation
 
     @staticmethod
@@ -282,7 +284,27 @@ class ConversationService:
         if started is None:
             return None
         metrics.CONVERSATIONS_STARTED.inc()
+        self.notify(CONVERSATION_OPENED, started.conversation, visitor)
         return Append(started.messages[-1], created=True, conversation=started.conversation)
+
+    def notify(
+        self, event: str, conversation: Conversation, visitor: Visitor | None = None
+    ) -> None:
+        """Tell a bot that wants to know (`NotifiedBot`) that a conversation was opened or
+        resolved; it only schedules its work, and nothing it raises reaches the caller."""
+        if self._notified is None:
+            return
+        who: dict[str, Any] = {"id": conversation.visitor_id}
+        if visitor is not None:
+            who["name"] = visitor.name
+        try:
+            self._notified.notify(event, payloads.conversation_ref(conversation), who)
+        except Exception:
+            log.exception(
+                "the bot's %s notification failed",
+                event,
+                extra={"conversation_id": conversation.id},
+            )
 
     async def post_agent_message(
         self, agent: Sender, conversation_id: str, client_id: str | None, text: str

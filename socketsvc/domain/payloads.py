@@ -31,6 +31,18 @@ def state(conversation: Conversation, queue_position: int | None = None) -> dict
     return payload
 
 
+def conversation_ref(conversation: Conversation) -> dict[str, Any]:
+    """A conversation as a bot is told of it (the webhook bot's `conversation` field)."""
+    return {
+        "id": conversation.id,
+        "status": conversation.state.value,
+        "last_seq": conversation.last_seq,
+        "bot_fallbacks": conversation.bot_fallbacks,
+        "human_offered": conversation.human_offered,
+        "created_at": iso(conversation.created_at),
+    }
+
+
 def summary(
     conversation: Conversation,
     visitor: Visitor | None,

@@ -12,6 +12,7 @@ from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Any
 
+from socketsvc.bots.base import CONVERSATION_RESOLVED
 from socketsvc.domain import payloads
 from socketsvc.domain.conversations import ConversationService
 from socketsvc.domain.errors import Conflict, Forbidden, Invalid, NotFound
@@ -196,6 +197,7 @@ class RoutingService:
             agent.id,
             f"{agent.name} marked this conversation as resolved. Write again any time.",
         ) or await self._not_mine(agent, conversation_id)
+        self.conversations.notify(CONVERSATION_RESOLVED, changed.conversation)
         return Handled(changed.conversation, await self._left_agent(agent, changed))
 
     async def requeue_absent(self, grace: float) -> int:

@@ -112,3 +112,20 @@ LLM_ERRORS = Counter(
 def llm_errors(kind: str) -> Counter:
     """The LLM_ERRORS child for a kind of failure."""
     return LLM_ERRORS.labels(kind=kind)
+
+
+WEBHOOK_DELIVERIES = Counter(
+    "socketsvc_webhook_deliveries_total",
+    "Events POSTed to the webhook bot (BOT=webhook), by their final outcome",
+    ["event", "outcome"],
+)
+"""`event`: message.created, conversation.opened or conversation.resolved; `outcome`: `replied`
+(2xx with replies or a handoff), `accepted` (2xx with nothing to say, 202, 204), `rejected`
+(a 4xx other than 429: not retried), `malformed` (a 2xx whose body is no valid answer), `failed`
+(every attempt failed, or the deadline came first)."""
+WEBHOOK_RETRIES = Counter(
+    "socketsvc_webhook_retries_total",
+    "Webhook bot attempts repeated after a failed one (BOT=webhook)",
+    ["reason"],
+)
+"""`reason`: `http_5xx`, `http_429`, `timeout` or `connect` (of the attempt that failed)."""

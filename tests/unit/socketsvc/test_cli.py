@@ -64,9 +64,9 @@ def test_help_lists_every_setting_with_its_default(tmp_path: Path) -> None:
     listed = done.stdout.split("environment variables (default; accepted values):\n")[1]
     listed = listed.split("\n\n")[0] + "\n"
     assert [line.split()[0] for line in listed.splitlines()] == list(SETTINGS_VARS)
-    assert "  PORT                    8080; 0 to 65535\n" in listed
-    assert "  LOG_LEVEL               INFO; DEBUG, INFO, WARNING, ERROR\n" in listed
-    assert "  MESSAGE_BURST           30; at least 1\n" in listed
+    assert "  PORT                         8080; 0 to 65535\n" in listed
+    assert "  LOG_LEVEL                    INFO; DEBUG, INFO, WARNING, ERROR\n" in listed
+    assert "  MESSAGE_BURST                30; at least 1\n" in listed
     assert "(default 0.0.0.0:8080)" in done.stdout
 
 
@@ -75,11 +75,11 @@ def test_settings_prints_the_declarations_without_reading_them(tmp_path: Path) -
     markdown = run(tmp_path, "settings", "--markdown", PORT="abc")
     assert markdown.returncode == 0, markdown.stderr
     assert markdown.stdout == markdown_table()
-    assert markdown.stdout.count("\n| `") == 42
+    assert markdown.stdout.count("\n| `") == 46
     plain = run(tmp_path, "settings", PORT="abc")
     assert plain.returncode == 0, plain.stderr
     assert plain.stdout == plain_list()
-    assert "VISITOR_TOKEN_TTL       2592000 (30 days); at least 60" in plain.stdout
+    assert "VISITOR_TOKEN_TTL            2592000 (30 days); at least 60" in plain.stdout
     assert not (tmp_path / SECRET_FILE).exists()
 
 

@@ -339,7 +339,7 @@ def test_readme_rows_and_declarations_name_the_same_variables() -> None:
     rows = [line.split("|")[1] for line in table.splitlines() if line.startswith("| `")]
     in_readme = [name for row in rows for name in re.findall(r"`([A-Z_]+)`", row)]
     assert sorted(in_readme) == sorted(s.env for s in SETTINGS)
-    assert len(SETTINGS) == len({s.env for s in SETTINGS}) == 45
+    assert len(SETTINGS) == len({s.env for s in SETTINGS}) == 49
 
 
 @pytest.mark.parametrize(
@@ -403,6 +403,8 @@ def test_ranges_and_choices_are_declared() -> None:
         "BOT_DELAY": (float, 0.0, 60.0),
         "LLM_MAX_TOKENS": (int, 1, 32768),
         "LLM_TIMEOUT": (float, 1.0, 25.0),
+        "BOT_WEBHOOK_RETRIES": (int, 0, 10),
+        "BOT_WEBHOOK_ATTEMPT_TIMEOUT": (float, 0.1, 60.0),
         "BOT_TIMEOUT": (float, 0.1, 3600.0),
         "BOT_REDELIVERY_TIMEOUT": (float, 0.5, 3600.0),
         "MESSAGE_RATE": (float, 0.01, None),
@@ -516,3 +518,40 @@ def test_bot_openai_names_the_missing_settings(env: dict[str, str], missing: str
 def test_llm_base_url_must_be_http() -> None:
     with pytest.raises(SettingsError, match="LLM_BASE_URL must be an http"):
         read(BOT="openai", LLM_BASE_URL="localhost:11434", LLM_MODEL="m")
+
+
+def test_webhook_settings() -> None:
+    settings = read(
+        BOT="webhook",
+        BOT_WEBHOOK_URL="https://bots.example.com/hook",
+        BOT_WEBHOOK_SECRET="whsec-0123456789abcdef",
+        BOT_WEBHOOK_RETRIES="0",
+        BOT_WEBHOOK_ATTEMPT_TIMEOUT="1.5",
+    )
+    assert settings.bot_webhook_url == "https://bots.example.com/hook"
+    assert (settings.bot_webhook_retries, settings.bot_webhook_attempt_timeout) == (0, 1.5)
+    assert settings.bot_webhook_secret == "whsec-0123456789abcdef"
+    assert "whsec-0123456789abcdef" not in repr(settings)
+    defaults = read()
+    assert defaults.bot_webhook_url is None and defaults.bot_webhook_secret is None
+    assert (defaults.bot_webhook_retries, defaults.bot_webhook_attempt_timeout) == (3, 5.0)
+
+
+@pytest.mark.parametrize(
+    ("env", "missing"),
+    [
+        ({}, "BOT_WEBHOOK_URL and BOT_WEBHOOK_SECRET"),
+        ({"BOT_WEBHOOK_SECRET": "s" * 16}, "BOT_WEBHOOK_URL"),
+        ({"BOT_WEBHOOK_URL": "http://x/hook"}, "BOT_WEBHOOK_SECRET"),
+    ],
+)
+def test_bot_webhook_names_the_missing_settings(env: dict[str, str], missing: str) -> None:
+    with pytest.raises(SettingsError, match=f"^BOT=webhook needs {missing}$"):
+        read(BOT="webhook", **env)
+
+
+def test_webhook_url_must_be_http_and_the_secret_long_enough() -> None:
+    with pytest.raises(SettingsError, match="BOT_WEBHOOK_URL must be an http"):
+        read(BOT="webhook", BOT_WEBHOOK_URL="bots.example.com/hook", BOT_WEBHOOK_SECRET="s" * 16)
+    with pytest.raises(SettingsError, match="BOT_WEBHOOK_SECRET must be at least 16 bytes"):
+        read(BOT="webhook", BOT_WEBHOOK_URL="http://x/hook", BOT_WEBHOOK_SECRET="short")

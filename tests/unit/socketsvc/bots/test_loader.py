@@ -150,3 +150,22 @@ async def test_openai_is_the_llm_bot_over_the_given_endpoint() -> None:
     assert isinstance(bot, OpenAIBot) and bot.name == KnowledgeBaseBot.from_file().name
     with pytest.raises(ValueError, match="BOT=openai needs an LLM endpoint"):
         load_bot("openai")
+
+
+async def test_webhook_is_the_webhook_bot_over_the_given_transport() -> None:
+    from socketsvc.bots.base import NotifiedBot
+    from socketsvc.bots.webhook_bot import WebhookBot, WebhookConfig
+
+    class Transport:
+        async def post(self, body: bytes, headers: object, timeout: float) -> Any:
+            raise NotImplementedError
+
+        async def close(self) -> None:
+            pass
+
+    bot = load_bot("webhook", webhook=(WebhookConfig(secret="s" * 16), Transport()))
+    assert isinstance(bot, WebhookBot) and isinstance(bot, NotifiedBot)
+    assert bot.name == KnowledgeBaseBot.from_file().name
+    assert await bot.greeting(CTX) == KnowledgeBaseBot.from_file().kb.greeting
+    with pytest.raises(ValueError, match="BOT=webhook needs BOT_WEBHOOK_URL"):
+        load_bot("webhook")
