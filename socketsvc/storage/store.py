@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import logging
 import sqlite3
 from collections.abc import AsyncIterator, Collection, Iterable, Mapping, Sequence
 from datetime import UTC, datetime
@@ -54,7 +55,7 @@ from socketsvc.storage.database import (
     sqlite_pragmas,
 )
 from socketsvc.storage.lookups import Busy, PgLookups, SqliteLookups
-from socketsvc.storage.outages import OUTAGES, is_outage
+from socketsvc.storage.outages import OUTAGES, describe, is_outage
 from socketsvc.storage.pacing import CommitPacer
 from socketsvc.storage.tables import (
     conversations,
@@ -63,6 +64,8 @@ from socketsvc.storage.tables import (
     read_marks,
     visitors,
 )
+
+log = logging.getLogger(__name__)
 
 MAX_BATCH = 256
 
@@ -672,7 +675,7 @@ class Store:
                                 _settle_all(batch, [None] * len(batch), again)
                                 continue
                             for item in batch:
-                                await self._append_alone(item)
+                                await self._append_alone(item, outage=exc)
                             continue
                     else:
                         # One bad item (or a client_id raced in by another process) spoils the
@@ -697,7 +700,15 @@ class Store:
             with contextlib.suppress(Exception):
                 await conn.close()
 
-    async def _append_alone(self, item: PendingAppend) -> None:
+    async def _append_alone(self, item: PendingAppend, outage: Exception | None = None) -> None:
+        """Store one append on its own, settling its future with the outcome.
+
+        `outage`: the batch first failed because the database went away. A failure here that
+        is not an integrity error is then answered as that outage (`unavailable`: the client
+        retries with its client_id), logged at WARNING with what it was: in a suite run
+        under load, one such retry failed in a way `is_outage` did not know and was answered
+        `internal`.
+        """
         try:
             results, durable = await self._write_batch([item])
             if durable is not None:
@@ -718,6 +729,14 @@ class Store:
                 return
             result = Append(existing, created=False, conversation=None)
         except Exception as exc:
+            if outage is not None and not is_outage(exc):
+                log.warning(
+                    "an append retried after a database outage failed with %s; answered as the"
+                    " outage",
+                    describe(exc),
+                    exc_info=exc,
+                )
+                exc = outage
             _settle(item.future, exc)
             return
         _settle(item.future, result)

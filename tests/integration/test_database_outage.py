@@ -174,13 +174,16 @@ async def _recovered(
     for key, n in counters["errors"].items():
         codes[key.rpartition(":")[2]] += n
     connect_codes = Counter(counters["connect_errors"])
+    # Twenty lines say what the outage cost the log; with an ERROR among them, all of it (its
+    # traceback ends with the exception that was not taken for an outage).
+    shown = window if any(" ERROR " in line for line in window) else window[:20]
     print(
         f"[{label}] refused events by code: {dict(codes) or 'none'} ({counters['errors']});"
         f" connect errors by code: {dict(connect_codes) or 'none'};"
         f" traffic back {back_after:.2f} s after the database;"
         f" {len(window)} log lines during the outage"
-        + (":\n" + "".join(window[:20]) if window else "\n")
-        + ("...\n" if len(window) > 20 else "")
+        + (":\n" + "".join(shown) if window else "\n")
+        + ("...\n" if len(shown) < len(window) else "")
         + result.line()
     )
     assert set(codes) <= {"unavailable"}, counters
