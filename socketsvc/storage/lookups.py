@@ -10,8 +10,9 @@ statement on the driver:
   tens of microseconds; a worker thread hand-over costs more). `busy_timeout` 0: should a read
   ever find the database locked (WAL readers normally never wait), `SqliteLookups.read` raises
   `Busy` and the store falls back to its pooled connections, so the loop never waits.
-- PostgreSQL: an asyncpg connection held between lookups (a pool check-out and check-in, with
-  its rollback, costs more than the lookup), one lookup at a time; dropped after an error.
+- PostgreSQL: up to `LOOKUP_CONNECTIONS` asyncpg connections held between lookups (a pool
+  check-out and check-in, with its rollback, costs more than the lookup), one lookup at a time
+  on each; a connection is dropped after an error.
 """
 
 from __future__ import annotations
@@ -34,6 +35,8 @@ from socketsvc.storage.appends import (
 
 _COLUMNS = ", ".join(f"c.{name}" for name in CONVERSATION_COLUMNS)
 _QUEUED = State.QUEUED.value
+LOOKUP_CONNECTIONS = 4
+"""PostgreSQL connections the lookups hold at most (the pool's size is the settings')."""
 
 
 def _statement(erased: str, marks: str, suffix: str, mark: str, latest: str) -> str:
@@ -142,48 +145,67 @@ class SqliteLookups:
 
 
 class PgLookups:
-    """Lookups on one held asyncpg connection, made from the store's pool."""
+    """Lookups on up to `size` asyncpg connections held between lookups, made from the store's
+    pool (one at a time was the reconnect storm's limit on PostgreSQL: each handshake waited
+    for the previous one's round trip)."""
 
-    def __init__(self) -> None:
-        self._lock = asyncio.Lock()
-        self._held: Any = None
-        """(SQLAlchemy connection, its asyncpg connection) while held."""
+    def __init__(self, size: int = LOOKUP_CONNECTIONS) -> None:
+        self._slots = asyncio.Semaphore(size)
+        self._idle: list[tuple[Any, Any]] = []
+        """(SQLAlchemy connection, its asyncpg connection) of each held connection not in use."""
+        self._generation = 0
+        """Bumped by `close()`: a connection in use then is dropped when its lookup ends."""
 
     async def read(self, engine: Any, visitor_id: str) -> Returning:
-        async with self._lock:
-            driver = await self._driver(engine)
+        async with self._slots:
+            held, generation = await self._take(engine)
             try:
-                row = await driver.fetchrow(_PG, visitor_id)
+                row = await held[1].fetchrow(_PG, visitor_id)
             except Exception:
-                await self.close()
+                await _drop(held)
                 raise
+            await self._give_back(held, generation)
         return _returning(row, _same)
 
     async def sync(
         self, engine: Any, conversation_id: str, after_seq: int, limit: int
     ) -> tuple[list[Message], Returning]:
         """Messages after `after_seq`, then the conversation as it is after them."""
-        async with self._lock:
-            driver = await self._driver(engine)
+        async with self._slots:
+            held, generation = await self._take(engine)
             try:
-                rows = await driver.fetch(_PG_AFTER, conversation_id, after_seq, limit)
-                row = await driver.fetchrow(_PG_BY_ID, conversation_id)
+                rows = await held[1].fetch(_PG_AFTER, conversation_id, after_seq, limit)
+                row = await held[1].fetchrow(_PG_BY_ID, conversation_id)
             except Exception:
-                await self.close()
+                await _drop(held)
                 raise
+            await self._give_back(held, generation)
         return [message_from_row(r, _same) for r in rows], _returning(row, _same)
 
-    async def _driver(self, engine: Any) -> Any:
-        if self._held is None:
-            conn = await engine.connect()
-            raw = await conn.get_raw_connection()
-            self._held = (conn, raw.driver_connection)
-        return self._held[1]
+    async def _take(self, engine: Any) -> tuple[tuple[Any, Any], int]:
+        generation = self._generation
+        if self._idle:
+            return self._idle.pop(), generation
+        conn = await engine.connect()
+        raw = await conn.get_raw_connection()
+        return (conn, raw.driver_connection), generation
+
+    async def _give_back(self, held: tuple[Any, Any], generation: int) -> None:
+        if generation == self._generation:
+            self._idle.append(held)
+        else:
+            await _drop(held)
 
     async def close(self) -> None:
-        held, self._held = self._held, None
-        if held is not None:
-            with contextlib.suppress(Exception):
-                await held[0].invalidate()
-            with contextlib.suppress(Exception):
-                await held[0].close()
+        """Drop every held connection (those in use when their lookup ends)."""
+        self._generation += 1
+        idle, self._idle = self._idle, []
+        for held in idle:
+            await _drop(held)
+
+
+async def _drop(held: tuple[Any, Any]) -> None:
+    with contextlib.suppress(Exception):
+        await held[0].invalidate()
+    with contextlib.suppress(Exception):
+        await held[0].close()
