@@ -1,8 +1,11 @@
 // Visitors for the /bot tests (tests/support/bot_workers.py): VISITORS visitors connect to
 // SOCKETSVC_URL/chat with the official socket.io-client, each sends one message, and waits up to
 // WAIT_MS for the reply of the bot BOT_NAME (then a little longer, to see a duplicate). Prints
-// one JSON line: [{conversation_id, replies, replied_at}] for every visitor (replied_at: the
-// first reply's arrival, epoch milliseconds).
+// one JSON line: [{conversation_id, replies, replied_at, synced}] for every visitor (replied_at:
+// the first reply's arrival, epoch milliseconds). A visitor that saw no reply then `sync`s, as a
+// client does on its next reconnect or event (broadcast is best effort: a reply stored by a
+// process killed before it published it reaches the visitor that way); `synced` counts the
+// bot's replies that sync returned that were not seen live.
 import { io } from "socket.io-client";
 
 const url = process.env.SOCKETSVC_URL;
@@ -43,10 +46,18 @@ for (let i = 0; i < count; i += 25) {
 }
 const results = await Promise.all(started);
 await sleep(500); // a duplicate reply would arrive by now
+for (const r of results) {
+  r.synced = 0;
+  if (r.replies.length > 0) continue;
+  const synced = await r.socket.timeout(10000).emitWithAck("sync", { after_seq: 0 });
+  if (!synced.ok) throw new Error(`sync of ${r.conversation_id}: ${JSON.stringify(synced.error)}`);
+  r.synced = synced.messages.filter((m) => m.sender.role === "bot" && m.sender.name === bot).length;
+}
 const summary = results.map((r) => ({
   conversation_id: r.conversation_id,
   replies: r.replies.length,
   replied_at: r.repliedAt,
+  synced: r.synced,
 }));
 console.log(JSON.stringify(summary));
 for (const r of results) r.socket.close();

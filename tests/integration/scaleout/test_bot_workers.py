@@ -137,11 +137,16 @@ async def test_deliveries_held_on_a_killed_process_go_to_a_worker_on_the_other(
             f"\nprocess B killed: {len(visitors)} conversations (visitors on A); conversations "
             f"by stored bot replies: {dict(Counter(stored.values()))}; the worker on B got "
             f"{stranded.count('got')} and answered {stranded.count('answered')}; redelivered "
-            f"to A's worker after the 2 s lease: {redelivered}"
+            f"to A's worker after the 2 s lease: {redelivered}; replies seen live by visitors:"
+            f" {dict(Counter(v['replies'] for v in visitors))}, found by their sync instead:"
+            f" {sum(v['synced'] for v in visitors)}"
         )
         assert redelivered > 0
         assert set(stored.values()) == {1}, "each message answered once, 0 duplicates stored"
-        assert {v["replies"] for v in visitors} == {1}
+        # A reply B's worker stored just before B was killed may never have been published
+        # (broadcast is best effort): the visitor finds it with sync, as docs/protocol.md says.
+        assert {v["replies"] + v["synced"] for v in visitors} == {1}
+        assert all(v["replies"] <= 1 for v in visitors), "no reply seen twice"
     finally:
         await steady.close()
         await stranded.close()
