@@ -131,6 +131,10 @@ async def test_widget_survives_a_restart(live_server: Any) -> None:
     await _run_node(live_server, "widget_restart.test.mjs")
 
 
+# SQLite only: what this drives is the widget's outbox, budget and reconnects (a minute of
+# browser time); the service's storage under the same traffic runs on both databases in the
+# integration tests, and the other browser tests here run on both.
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 @pytest.mark.timeout(NODE_TIMEOUT + 360)
 async def test_widget_delivery_in_browser(live_server: Any) -> None:
     """Under the DEFAULT message budget: 40 messages typed 50 ms apart into the widget (default

@@ -66,12 +66,13 @@ async def exchange(url: str, transports: list[str]) -> None:
         await client.close()
 
 
-@pytest.mark.slow  # the stock path holds a departing polling client's GET until its ping (30 s)
+@pytest.mark.slow  # the stock path holds a departing polling client's GET until its next ping
 async def test_the_service_starts_on_the_stock_path_and_logs_each_patch(
     newer_releases: None, start: Any, caplog: pytest.LogCaptureFixture
 ) -> None:
     with caplog.at_level(logging.WARNING, logger="socketsvc.transport.patches"):
-        server = await start()
+        # A 1 s ping: the held GET ends within a second, not after the default 25 s.
+        server = await start(PING_INTERVAL=1, PING_TIMEOUT=1)
     warnings = [r.getMessage() for r in caplog.records if r.name == "socketsvc.transport.patches"]
     names = {p.name for p in patches.registry()}
     assert len(warnings) == len(names)
