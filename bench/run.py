@@ -566,8 +566,10 @@ def describe(res: RateResult) -> str:
     text = (
         f"sent {res.sent}, acked {res.acked} ({res.achieved:,.0f}/s in window), "
         f"p50 {res.p(50):.2f} ms, p99 {res.p(99):.2f} ms, max {max(res.latencies, default=0):.1f} "
-        f"ms, send lag p99 {percentile(res.send_lag, 99):.2f} ms"
+        f"ms"
     )
+    if res.send_lag:  # the bot-in-the-loop driver does not measure it
+        text += f", send lag p99 {percentile(res.send_lag, 99):.2f} ms"
     if res.errors:
         text += f", errors {dict(res.errors)}"
     if cpu is not None:
