@@ -18,6 +18,7 @@
 import {
   ACK_TIMEOUT_MS,
   Conversation,
+  DEFAULT_MAX_TEXT,
   LocalTyping,
   RECONNECT_OPTIONS,
   RemoteTyping,
@@ -31,17 +32,25 @@ import {
   transportName,
 } from "./conversation.js";
 import {
+  appendNode,
   buildMessageNode,
+  composer,
+  fitHeight,
+  followEnd,
   formatWait,
   h,
   initial,
+  markDays,
   newClientId,
+  overLimitText,
   pendingMessageNode,
   placeNode,
   scrollToEnd,
   stickToEnd,
   storageGet,
   storageSet,
+  textLength,
+  watchLog,
 } from "./format.js";
 
 const TOKEN_KEY = "socketsvc.agent_token";
@@ -91,7 +100,9 @@ const el = {
   releaseBot: $("release-bot"),
   resolve: $("resolve"),
   log: $("log"),
+  jump: $("jump"),
   typing: $("typing"),
+  limit: $("limit"),
   form: $("composer"),
   text: $("text"),
   send: $("send"),
@@ -174,6 +185,7 @@ let chats = new Map(); // conversation_id -> Chat
 let selected = null;
 let readTimer = null;
 let alertTimer = null;
+let maxText = DEFAULT_MAX_TEXT; // until the `queue` snapshot says (the service's MAX_TEXT_LENGTH)
 const freshlyQueued = new Set();
 const localTyping = new LocalTyping({
   socket: () => socket,
@@ -237,7 +249,7 @@ function showMessage(msg, pendingNode) {
   }
   if (selected === chat.id) {
     placeNode(el.log, node, msg.seq);
-    scrollToEnd(el.log);
+    followEnd(el.log); // reading history: the log stays put, a "new messages" button shows
     scheduleRead();
   }
   renderListsSoon();
@@ -276,12 +288,48 @@ function lastText(summary) {
   return (isMe(last.sender) ? "You" : last.sender.name) + ": " + last.text;
 }
 
+/** The question the visitor came with (`first_text`, on queued Summaries), "" without one. */
+function firstText(summary) {
+  return summary && typeof summary.first_text === "string" ? summary.first_text : "";
+}
+
+/** The card's last line would repeat the first question (`first_text` may be cut, with "…"). */
+function sameAsFirst(summary) {
+  const first = firstText(summary);
+  const last = lastText(summary);
+  if (!first || !last) return false;
+  return last === first || (first.endsWith("…") && last.startsWith(first.slice(0, -1)));
+}
+
 function lastClass(summary) {
   const last = previewOf(summary);
   return "item-last" + (last && last.sender && last.sender.role === "system" ? " system" : "");
 }
 
+/**
+ * The list control that has the focus (a conversation item, an Accept button), to give the focus
+ * back to its new element once the lists are drawn again: a keyboard user keeps their place.
+ */
+function focusedListControl() {
+  const active = document.activeElement;
+  if (!active || !(el.mine.contains(active) || el.queue.contains(active))) return null;
+  const cid = active.getAttribute("data-conversation-id");
+  if (!cid) return null;
+  return { list: el.mine.contains(active) ? el.mine : el.queue, cls: active.classList.contains("accept") ? "accept" : "item-btn", cid };
+}
+
 function renderLists() {
+  const focused = focusedListControl();
+  drawLists();
+  if (focused) {
+    const again = Array.from(focused.list.querySelectorAll("." + focused.cls)).find(function (b) {
+      return b.getAttribute("data-conversation-id") === focused.cid;
+    });
+    if (again) again.focus({ preventScroll: true });
+  }
+}
+
+function drawLists() {
   const waiting = Array.from(queue.values()).sort(function (a, b) {
     return String(a.waiting_since || "").localeCompare(String(b.waiting_since || ""));
   });
@@ -303,7 +351,8 @@ function renderLists() {
               h("span", { class: "waiting", "data-since": s.waiting_since || "", text: "Waiting " + formatWait(s.waiting_since) }),
             ]),
           ]),
-          h("p", { class: lastClass(s), text: lastText(s) }),
+          firstText(s) ? h("p", { class: "item-first", title: firstText(s), text: firstText(s) }) : null,
+          sameAsFirst(s) ? null : h("p", { class: lastClass(s), text: lastText(s) }),
           h("button", {
             class: "btn btn-primary btn-small accept",
             type: "button",
@@ -478,6 +527,7 @@ function select(cid) {
     children.push(item.data);
   });
   el.log.replaceChildren.apply(el.log, children);
+  markDays(el.log);
   scrollToEnd(el.log);
   renderTyping();
   renderLists();
@@ -560,7 +610,22 @@ function onTyping(ev) {
   chatOf(ev.conversation_id).typing.set("visitor", ev.sender.name || "The visitor", ev.typing === true);
 }
 
-el.text.addEventListener("input", () => localTyping.input(selected, !!el.text.value));
+el.text.addEventListener("input", () => {
+  renderLimit();
+  localTyping.input(selected, !!el.text.value);
+});
+composer(el.text, el.form); // Enter sends, Shift+Enter: a new line
+watchLog(el.log, el.jump); // new messages do not move a log being read
+
+/** The notice over the composer while the reply is over the service's limit; false then. */
+function renderLimit() {
+  const notice = overLimitText(textLength(el.text.value), maxText);
+  el.limit.textContent = notice;
+  el.limit.hidden = !notice;
+  if (notice) el.text.setAttribute("aria-invalid", "true");
+  else el.text.removeAttribute("aria-invalid");
+  return !notice;
+}
 
 // ---- sending ---------------------------------------------------------------------------------
 
@@ -579,13 +644,15 @@ el.form.addEventListener("submit", (ev) => {
   ev.preventDefault();
   const text = el.text.value.trim();
   if (!text || !selected) return;
+  if (!renderLimit()) return; // over the limit: refused here, the text stays in the input
   const chat = chatOf(selected);
   const clientId = newClientId();
   const node = pendingMessageNode("agent", text, clientId);
-  el.log.appendChild(node);
+  appendNode(el.log, node);
   chat.outbox.push(clientId, { conversation_id: chat.id, client_id: clientId, text }, node);
   scrollToEnd(el.log);
   el.text.value = "";
+  fitHeight(el.text);
   localTyping.stop();
   el.text.focus();
 });
@@ -713,6 +780,10 @@ function connect() {
 
   current.on("queue", (snapshot) => {
     const list = snapshot && Array.isArray(snapshot.conversations) ? snapshot.conversations : [];
+    if (snapshot && Number.isInteger(snapshot.max_text_length) && snapshot.max_text_length > 0) {
+      maxText = snapshot.max_text_length; // the service's MAX_TEXT_LENGTH
+      renderLimit();
+    }
     queue = new Map();
     list.forEach((s) => {
       if (s && typeof s.conversation_id === "string") queue.set(s.conversation_id, s);

@@ -9,7 +9,7 @@
  * comes through `sync`).
  */
 
-import { buildMessageNode, scrollToEnd } from "./format.js";
+import { appendNode, buildMessageNode, followEnd, markDays, stickToEnd } from "./format.js";
 
 /** The drafts of one log, by draft_id. */
 export class Drafts {
@@ -35,6 +35,7 @@ export class Drafts {
       return true;
     }
     let node = this.nodes.get(ev.draft_id);
+    const fresh = !node;
     if (!node) {
       const sender = ev.sender && typeof ev.sender === "object" ? ev.sender : {};
       node = buildMessageNode(sender.role || "bot", sender.name || "", "", this.markedRole);
@@ -46,8 +47,10 @@ export class Drafts {
     const text = node.querySelector(".msg-text");
     if (text) text.textContent = ev.text;
     const log = this.log();
-    if (node.parentNode !== log || node !== log.lastElementChild) log.appendChild(node);
-    scrollToEnd(log);
+    if (node.parentNode !== log || node !== log.lastElementChild) appendNode(log, node);
+    // A new reply scrolls into view only if the reader is at the end (not reading history).
+    if (fresh) followEnd(log);
+    else stickToEnd(log);
     return true;
   }
 
@@ -62,13 +65,17 @@ export class Drafts {
   /** @param {string} draftId */
   drop(draftId) {
     const node = this.nodes.get(draftId);
-    if (node) node.remove();
+    if (node) {
+      node.remove();
+      markDays(this.log()); // no separator left over the draft's place
+    }
     this.nodes.delete(draftId);
   }
 
   /** Drop every draft (a reconnect: whatever was stored comes back through `sync`). */
   clear() {
     this.nodes.forEach((node) => node.remove());
+    if (this.nodes.size) markDays(this.log());
     this.nodes.clear();
   }
 }

@@ -313,6 +313,8 @@ export function failNode(node, why) {
  */
 export function confirmNode(node, msg, markedRole, readSeq) {
   node.setAttribute("data-seq", String(msg.seq));
+  const day = dayKey(msg.created_at);
+  if (day) node.setAttribute("data-day", day);
   node.setAttribute("data-id", String(msg.id));
   if (msg.client_id) node.setAttribute("data-client-id", msg.client_id);
   node.classList.remove("pending", "failed");
@@ -328,32 +330,239 @@ export function confirmNode(node, msg, markedRole, readSeq) {
 // ---- the log -----------------------------------------------------------------------------------
 
 /**
- * Put a stored message's node in seq order, before any still-pending message.
+ * Put a stored message's node in seq order, before any still-pending message (day separators are
+ * skipped, then set again by `markDays`).
  * @param {Element} log
  * @param {Element} node
  * @param {number} seq
  */
 export function placeNode(log, node, seq) {
+  let placed = false;
   for (const child of Array.from(log.children)) {
-    if (child === node) continue;
+    if (child === node || child.classList.contains("day-sep")) continue;
     const s = child.getAttribute("data-seq");
     if (s === null || Number(s) > seq) {
       log.insertBefore(node, child);
-      return;
+      placed = true;
+      break;
     }
   }
-  log.appendChild(node);
-}
-
-/** @param {Element} log */
-export function scrollToEnd(log) {
-  log.scrollTop = log.scrollHeight;
+  if (!placed) log.appendChild(node);
+  markDays(log);
 }
 
 /**
- * After something near the end grew (a mark, the typing line): stay at the end if we were.
+ * Add a node without a seq at the end of the log (a message being sent, a draft).
+ * @param {Element} log
+ * @param {Element} node
+ */
+export function appendNode(log, node) {
+  log.appendChild(node);
+  markDays(log);
+}
+
+// ---- day separators ----------------------------------------------------------------------------
+
+/**
+ * The reader's local day of a timestamp or date, "2026-12-03"; "" for a missing or bad one.
+ * @param {string | Date | null | undefined} when
+ */
+export function dayKey(when) {
+  const d = when instanceof Date ? when : new Date(when ?? "");
+  if (isNaN(d.getTime())) return "";
+  const pad = (/** @type {number} */ n) => String(n).padStart(2, "0");
+  return d.getFullYear() + "-" + pad(d.getMonth() + 1) + "-" + pad(d.getDate());
+}
+
+/**
+ * What a day separator says: "Today", "Yesterday" (Intl.RelativeTimeFormat, so in the reader's
+ * language), else the date in the reader's locale (Intl.DateTimeFormat: "Tuesday 1 December" in
+ * en-GB, with the year when it is not this year's).
+ * @param {string} key  a `dayKey`
+ * @param {Date} [now]
+ */
+export function dayLabel(key, now = new Date()) {
+  const [y, m, d] = key.split("-").map(Number);
+  const day = new Date(y, m - 1, d);
+  const today = new Date(now.getFullYear(), now.getMonth(), now.getDate());
+  const days = Math.round((today.getTime() - day.getTime()) / 86_400_000); // DST days: 23 or 25 h
+  if (days === 0 || days === 1) {
+    const words = new Intl.RelativeTimeFormat(undefined, { numeric: "auto" }).format(days === 0 ? 0 : -1, "day");
+    return words.charAt(0).toUpperCase() + words.slice(1);
+  }
+  /** @type {Intl.DateTimeFormatOptions} */
+  const options = { weekday: "long", day: "numeric", month: "long" };
+  if (y !== now.getFullYear()) options.year = "numeric";
+  return new Intl.DateTimeFormat(undefined, options).format(day);
+}
+
+/**
+ * A separator before the first message of each day in the log (by the messages' `created_at`, in
+ * the reader's time zone; a message not stored yet, or a draft, counts as today's). Idempotent:
+ * separators still in the right place are kept (their label refreshed), the others removed.
+ * @param {Element} log
+ */
+export function markDays(log) {
+  const today = dayKey(new Date());
+  /** @type {Set<Element>} */
+  const keep = new Set();
+  let previous = "";
+  for (const child of Array.from(log.children)) {
+    if (child.classList.contains("day-sep")) continue;
+    const day = child.getAttribute("data-day") || today;
+    if (day === previous) continue;
+    previous = day;
+    let sep = child.previousElementSibling;
+    if (!sep || !sep.classList.contains("day-sep") || sep.getAttribute("data-day") !== day || keep.has(sep)) {
+      sep = h("div", { class: "day-sep", "data-day": day }, [h("span", { class: "day-label" })]);
+      log.insertBefore(sep, child);
+    }
+    const label = sep.querySelector(".day-label");
+    const text = dayLabel(day);
+    if (label && label.textContent !== text) label.textContent = text;
+    keep.add(sep);
+  }
+  for (const sep of Array.from(log.querySelectorAll(":scope > .day-sep"))) {
+    if (!keep.has(sep)) sep.remove();
+  }
+}
+
+// ---- following the end of the log ----------------------------------------------------------------
+
+/** Within this many pixels of the bottom, the log counts as "at the end" and follows new messages. */
+export const FOLLOW_PX = 32;
+
+/**
+ * @typedef {object} LogState
+ * @property {boolean} atEnd  the reader is at the bottom: new messages scroll into view
+ * @property {number} unseen  messages that arrived while the reader was scrolled up
+ * @property {HTMLElement | null} jump  the "new messages" button
+ */
+
+/** @type {WeakMap<Element, LogState>} */
+const logStates = new WeakMap();
+
+/**
+ * Follow the reader's scrolling in `log`: at the bottom, new messages scroll into view; scrolled up
+ * (reading history), they do not move the log, and `jump` (a button, hidden until then) offers
+ * to go to them ("2 new messages").
+ * @param {HTMLElement} log
+ * @param {HTMLElement | null} [jump]
+ */
+export function watchLog(log, jump = null) {
+  /** @type {LogState} */
+  const state = { atEnd: true, unseen: 0, jump };
+  logStates.set(log, state);
+  log.addEventListener(
+    "scroll",
+    () => {
+      state.atEnd = log.scrollHeight - log.scrollTop - log.clientHeight <= FOLLOW_PX;
+      if (state.atEnd) hideJump(state);
+    },
+    { passive: true },
+  );
+  if (jump) {
+    jump.hidden = true;
+    jump.addEventListener("click", () => scrollToEnd(log));
+  }
+}
+
+/** @param {LogState} state */
+function hideJump(state) {
+  state.unseen = 0;
+  if (state.jump) state.jump.hidden = true;
+}
+
+/**
+ * Go to the end of the log (opening a conversation, one's own message just written).
+ * @param {Element} log
+ */
+export function scrollToEnd(log) {
+  log.scrollTop = log.scrollHeight;
+  const state = logStates.get(log);
+  if (state) {
+    state.atEnd = true;
+    hideJump(state);
+  }
+}
+
+/**
+ * A new message is in the log: scroll to it if the reader was at the end; if they are reading
+ * history, leave the log where it is and count it on the "new messages" button.
+ * @param {Element} log
+ */
+export function followEnd(log) {
+  const state = logStates.get(log);
+  if (!state || state.atEnd) {
+    scrollToEnd(log);
+    return;
+  }
+  state.unseen++;
+  if (state.jump) {
+    state.jump.textContent = state.unseen === 1 ? "1 new message ↓" : state.unseen + " new messages ↓";
+    state.jump.hidden = false;
+  }
+}
+
+/**
+ * After something near the end grew (a mark, the typing line, a draft): stay at the end if we were.
  * @param {Element} log
  */
 export function stickToEnd(log) {
-  if (log.scrollHeight - log.scrollTop - log.clientHeight < 120) scrollToEnd(log);
+  const state = logStates.get(log);
+  const atEnd = state ? state.atEnd : log.scrollHeight - log.scrollTop - log.clientHeight < 120;
+  if (atEnd) scrollToEnd(log);
+}
+
+// ---- the composer --------------------------------------------------------------------------------
+
+/**
+ * How long the service counts `text`: trimmed, in Unicode code points (an emoji is one, not two as
+ * in `String.length`).
+ * @param {string} text
+ */
+export function textLength(text) {
+  return Array.from(text.trim()).length;
+}
+
+/**
+ * The notice for a text over the service's limit ("" when it fits).
+ * @param {number} length  `textLength` of the text
+ * @param {number} max  the service's `max_text_length`
+ */
+export function overLimitText(length, max) {
+  if (length <= max) return "";
+  const over = length - max;
+  return (
+    "Too long to send: " + length + " characters, the limit is " + max + ". Remove " + over +
+    (over === 1 ? " character." : " characters.")
+  );
+}
+
+/**
+ * A <textarea> composer: Enter sends (submits `form`), Shift+Enter starts a new line, and Enter
+ * while an input method is composing is left to it. The box grows with its text up to its CSS
+ * `max-height`.
+ * @param {HTMLTextAreaElement} input
+ * @param {HTMLFormElement} form
+ */
+export function composer(input, form) {
+  input.addEventListener("keydown", (ev) => {
+    if (ev.key !== "Enter" || ev.shiftKey || ev.isComposing || ev.keyCode === 229) return;
+    ev.preventDefault();
+    form.requestSubmit();
+  });
+  input.addEventListener("input", () => fitHeight(input));
+}
+
+/**
+ * Size a composer to its text (call after setting its value from code, e.g. clearing it).
+ * @param {HTMLTextAreaElement} input
+ */
+export function fitHeight(input) {
+  input.style.height = "auto";
+  if (!input.value) return; // empty: its rows="1" height
+  const cs = getComputedStyle(input);
+  const borders = parseFloat(cs.borderTopWidth) + parseFloat(cs.borderBottomWidth);
+  input.style.height = input.scrollHeight + borders + "px";
 }

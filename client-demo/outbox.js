@@ -38,7 +38,7 @@ export const RETRYABLE = new Set(["rate_limited", "unavailable", "internal"]);
  *   emit the payload with an ack timeout; `done(err)` on a timeout, `done(null, ack)` on the ack
  * @property {(item: OutboxItem, status: "pending" | "offline" | "retrying" | "busy") => void} [onStatus]
  * @property {(item: OutboxItem, ack: any) => void} [onAcked]  the head was stored (`ack.ok`)
- * @property {(item: OutboxItem, error: {code?: string, message?: string}) => void} [onFailed]
+ * @property {(item: OutboxItem, error: {code?: string, message?: string, fields?: any}) => void} [onFailed]
  *   refused for good; it is dropped and the next message goes out
  * @property {(item: OutboxItem) => void} [onTimeout]  no ack in time (the connection may be gone)
  * @property {number} [retryMs]  base pause before re-sending after a timeout or `unavailable`
@@ -236,7 +236,10 @@ export function messageOutbox(page) {
       if (!page.show(ack.message, node) && node.getAttribute("data-seq") === null) node.remove();
     },
     onFailed(item, error) {
-      page.fail(item.data, error.message || error.code || "error");
+      // Too long: the field's own words say the limit ("Longer than the maximum of 4000 characters.").
+      const fields = error.fields && typeof error.fields === "object" ? error.fields : {};
+      const detail = error.code === "too_large" && Array.isArray(fields.text) ? String(fields.text[0]) : "";
+      page.fail(item.data, detail || error.message || error.code || "error");
     },
     onTimeout: page.onTimeout,
     retryMs: page.retryMs,

@@ -35,9 +35,15 @@ import {
 } from "./conversation.js";
 import { Drafts } from "./drafts.js";
 import {
+  appendNode,
   buildMessageNode,
+  composer,
+  fitHeight,
+  followEnd,
   h,
+  markDays,
   newClientId,
+  overLimitText,
   pendingMessageNode,
   placeNode,
   refusalText,
@@ -47,6 +53,8 @@ import {
   stickToEnd,
   storageGet,
   storageSet,
+  textLength,
+  watchLog,
 } from "./format.js";
 
 /** @typedef {import("./conversation.js").Socket} Socket */
@@ -97,7 +105,7 @@ const CSS = [
   "  font: 15px/1.45 system-ui, -apple-system, 'Segoe UI', Roboto, 'Helvetica Neue', Arial, sans-serif;",
   "  color: #172033; --brand: #4f46e5; --brand-dark: #4338ca; --ink: #172033; --muted: #667085;",
   "  --line: #e4e7ec; --bg: #f6f7fb; --ok: #027a48; --warn: #b54708; --bad: #b42318; }",
-  ".root input, .root button { font-family: inherit; }",
+  ".root input, .root textarea, .root button { font-family: inherit; }",
   "*, *::before, *::after { box-sizing: border-box; }",
   "[hidden] { display: none !important; }",
   "button { font: inherit; cursor: pointer; }",
@@ -107,14 +115,15 @@ const CSS = [
   "  border: 0; border-radius: 50%; color: #fff; background: linear-gradient(135deg, #6366f1, #4338ca);",
   "  box-shadow: 0 10px 25px rgba(67, 56, 202, .35), 0 2px 6px rgba(16, 24, 40, .2); transition: transform .15s; }",
   ".bubble:hover { transform: translateY(-2px); }",
-  ".bubble:focus-visible, .icon-btn:focus-visible, .send:focus-visible, .human:focus-visible {",
+  ".bubble:focus-visible, .icon-btn:focus-visible, .send:focus-visible, .human:focus-visible, .jump:focus-visible {",
   "  outline: 3px solid #a5b4fc; outline-offset: 2px; }",
   ".bubble svg { width: 28px; height: 28px; }",
   ".badge { position: absolute; top: -2px; right: -2px; min-width: 22px; height: 22px; padding: 0 6px;",
   "  border-radius: 11px; background: #f04438; color: #fff; font-size: 12px; font-weight: 700;",
   "  line-height: 22px; text-align: center; box-shadow: 0 0 0 2px #fff; }",
   ".panel { display: flex; flex-direction: column; width: min(380px, calc(100vw - 40px));",
-  "  height: min(600px, calc(100vh - 110px)); margin-bottom: 14px; overflow: hidden; border-radius: 18px;",
+  "  height: min(600px, calc(100vh - 110px)); height: min(600px, calc(100dvh - 110px));",
+  "  margin-bottom: 14px; overflow: hidden; border-radius: 18px;",
   "  background: #fff; box-shadow: 0 24px 60px rgba(16, 24, 40, .25), 0 0 0 1px rgba(16, 24, 40, .06);",
   "  animation: pop .18s ease-out; }",
   "@keyframes pop { from { opacity: 0; transform: translateY(10px) scale(.98); } }",
@@ -179,11 +188,22 @@ const CSS = [
   ".error { margin: 0; padding: 0 16px; font-size: 12.5px; color: var(--bad); background: #fff; }",
   ".error:empty { display: none; }",
   ".error:not(:empty) { padding: 6px 16px 0; }",
-  ".composer { display: flex; gap: 8px; align-items: center; padding: 10px 12px 10px 14px;",
+  ".composer { display: flex; gap: 8px; align-items: flex-end; padding: 10px 12px 10px 14px;",
   "  border-top: 1px solid var(--line); background: #fff; }",
-  ".composer input { flex: 1; min-width: 0; padding: 10px 12px; font: inherit; color: var(--ink);",
-  "  border: 1px solid #d0d5dd; border-radius: 12px; background: #fff; }",
-  ".composer input:focus { outline: none; border-color: #818cf8; box-shadow: 0 0 0 3px #e0e7ff; }",
+  ".composer textarea { flex: 1; min-width: 0; margin: 0; padding: 10px 12px; font: inherit; line-height: 20px;",
+  "  color: var(--ink); border: 1px solid #d0d5dd; border-radius: 12px; background: #fff; resize: none;",
+  "  height: 42px; max-height: 122px; overflow-y: auto; }",
+  ".composer textarea:focus { outline: none; border-color: #818cf8; box-shadow: 0 0 0 3px #e0e7ff; }",
+  ".composer textarea[aria-invalid='true'] { border-color: var(--bad); box-shadow: 0 0 0 3px #fee4e2; }",
+  ".limit { margin: 0; padding: 6px 16px 0; font-size: 12.5px; font-weight: 600; color: var(--bad); background: #fff; }",
+  ".jump-wrap { position: relative; height: 0; }",
+  ".jump { position: absolute; left: 50%; bottom: 10px; transform: translateX(-50%); z-index: 1; padding: 6px 14px;",
+  "  border: 0; border-radius: 999px; color: #fff; background: var(--brand); font-size: 13px; font-weight: 600;",
+  "  white-space: nowrap; box-shadow: 0 6px 16px rgba(67, 56, 202, .35); }",
+  ".jump:hover { background: var(--brand-dark); }",
+  ".day-sep { align-self: stretch; display: flex; align-items: center; gap: 10px; margin: 4px 0;",
+  "  font-size: 12px; font-weight: 600; color: var(--muted); }",
+  ".day-sep::before, .day-sep::after { content: ''; flex: 1; border-top: 1px solid var(--line); }",
   ".send { flex: none; display: grid; place-items: center; width: 42px; height: 42px; border: 0;",
   "  border-radius: 12px; color: #fff; background: var(--brand); }",
   ".send:hover { background: var(--brand-dark); }",
@@ -239,14 +259,16 @@ export function mount(options) {
   const connectionText = h("span", { text: "Connecting…" });
   const reconnectingText = h("span", { text: "Reconnecting…" });
   const typingText = h("span", { class: "typing-text" });
-  const text = h("input", {
+  // A textarea: Shift+Enter starts a new line, Enter sends (format.js `composer`). No maxlength:
+  // a pasted text over the limit is kept whole and refused with a notice, never cut silently.
+  const text = h("textarea", {
     id: "text",
     name: "text",
-    type: "text",
-    maxlength: String(DEFAULT_MAX_TEXT),
+    rows: "1",
     autocomplete: "off",
+    enterkeyhint: "send",
     placeholder: "Write a message…",
-    "aria-describedby": "composer-error",
+    "aria-describedby": "composer-limit composer-error",
   });
   const send = h("button", { id: "send", class: "send", type: "submit", "aria-label": "Send" }, [icon("send", true)]);
   const el = {
@@ -279,6 +301,8 @@ export function mount(options) {
     ]),
     typingText,
     error: h("p", { id: "composer-error", class: "error", role: "alert" }),
+    limit: h("p", { id: "composer-limit", class: "limit", "aria-live": "polite", hidden: true }),
+    jump: h("button", { id: "jump", class: "jump", type: "button", hidden: true }),
     text,
     send,
     form: h("form", { id: "composer", class: "composer", autocomplete: "off" }, [
@@ -307,7 +331,9 @@ export function mount(options) {
       el.state,
       el.reconnecting,
       el.log,
+      h("div", { class: "jump-wrap" }, [el.jump]),
       el.typing,
+      el.limit,
       el.error,
       el.form,
       h("footer", { class: "foot" }, [el.handoff, h("span", { class: "meta" }, ["via ", el.transport])]),
@@ -430,13 +456,14 @@ export function mount(options) {
     typingBy.clear(role + ":" + msg.sender.id);
     scheduleRead();
     renderBadge();
-    scrollToEnd(el.log);
+    followEnd(el.log); // reading history: the log stays put, a "new messages" button shows
     return true;
   }
 
   function clearConversation() {
     conv.clear();
     drafts.clear();
+    markDays(el.log);
     agentName = null;
   }
 
@@ -611,7 +638,7 @@ export function mount(options) {
       resetOnce = false;
       if (Number.isInteger(s.max_text_length) && s.max_text_length > 0) {
         maxText = s.max_text_length; // the service's MAX_TEXT_LENGTH
-        el.text.maxLength = maxText;
+        renderLimit();
       }
       if (conversationId && s.conversation_id !== conversationId) clearConversation();
       if (conversationId !== s.conversation_id) {
@@ -701,18 +728,25 @@ export function mount(options) {
 
   // ---- sending ---------------------------------------------------------------------------------
 
+  /** The notice under the log while the text is over the service's limit. */
+  function renderLimit() {
+    const notice = overLimitText(textLength(el.text.value), maxText);
+    el.limit.textContent = notice;
+    el.limit.hidden = !notice;
+    if (notice) el.text.setAttribute("aria-invalid", "true");
+    else el.text.removeAttribute("aria-invalid");
+    return !notice;
+  }
+
   /** @param {string} raw */
   function sendText(raw) {
     const message = raw.trim();
     el.error.textContent = "";
     if (!message) return false;
-    if (message.length > maxText) {
-      el.error.textContent = "Messages can be at most " + maxText + " characters.";
-      return false;
-    }
+    if (!renderLimit()) return false; // over the limit: refused here, the text stays in the input
     const clientId = newClientId();
     const node = pendingMessageNode("visitor", message, clientId);
-    el.log.appendChild(node);
+    appendNode(el.log, node);
     // Sent at once when connected, else after the next `session` ("Waiting for connection…").
     outbox.push(clientId, { client_id: clientId, text: message }, node);
     scrollToEnd(el.log);
@@ -723,14 +757,21 @@ export function mount(options) {
     ev.preventDefault();
     if (sendText(el.text.value)) {
       el.text.value = "";
+      fitHeight(el.text);
       localTyping.stop();
     }
     el.text.focus();
   });
 
+  composer(el.text, el.form); // Enter sends, Shift+Enter: a new line
+  watchLog(el.log, el.jump); // new messages do not move a log being read
+
   // ---- typing (ours) ---------------------------------------------------------------------------
 
-  el.text.addEventListener("input", () => localTyping.input("chat", !!el.text.value));
+  el.text.addEventListener("input", () => {
+    renderLimit();
+    localTyping.input("chat", !!el.text.value);
+  });
 
   // ---- handoff ---------------------------------------------------------------------------------
 

@@ -54,8 +54,14 @@ class AgentNamespace(Namespace):
         await self.enter_room(sid, rooms.AGENTS_ROOM)
         await self.enter_room(sid, rooms.agent(agent.id))
         metrics.CONNECTS.labels(namespace=self.namespace).inc()
+        # The queue snapshot also says how long a message may be (as the visitor's `session`).
+        limit = self.services.settings.max_text_length
         self.emit_after_connect(
-            sid, [("queue", {"conversations": queue}), ("assigned", {"conversations": assigned})]
+            sid,
+            [
+                ("queue", {"conversations": queue, "max_text_length": limit}),
+                ("assigned", {"conversations": assigned}),
+            ],
         )
 
     async def on_disconnect(self, sid: str, reason: Any = None) -> None:

@@ -43,14 +43,27 @@ def conversation_ref(conversation: Conversation) -> dict[str, Any]:
     }
 
 
+FIRST_TEXT_CHARS = 200
+"""A queued Summary's `first_text` is at most this long (then `…`)."""
+
+
+def first_text(message: Message) -> str:
+    """The start of a message's text for a queue card: its first FIRST_TEXT_CHARS characters,
+    then `…` when it was longer."""
+    text = message.text
+    return text if len(text) <= FIRST_TEXT_CHARS else text[:FIRST_TEXT_CHARS] + "…"
+
+
 def summary(
     conversation: Conversation,
     visitor: Visitor | None,
     last: Message | None,
     last_visitor: Message | None,
     queue_position: int | None = None,
+    first_visitor: Message | None = None,
 ) -> dict[str, Any]:
-    """The agent-facing Summary of a conversation."""
+    """The agent-facing Summary of a conversation (`first_visitor`: the visitor's first message,
+    shown on queue cards as `first_text` while queued)."""
     data: dict[str, Any] = {
         "conversation_id": conversation.id,
         "state": conversation.state.value,
@@ -66,6 +79,8 @@ def summary(
         data["waiting_since"] = iso(conversation.queued_at)
         if queue_position is not None:
             data["queue_position"] = queue_position
+        if first_visitor is not None:
+            data["first_text"] = first_text(first_visitor)
     if last is not None:
         data["last_message"] = last.to_dict()
     if last_visitor is not None:

@@ -246,13 +246,15 @@ class RoutingService:
         self, conversation: Conversation, queue_position: int | None = None
     ) -> dict[str, Any]:
         """The agent-facing Summary of a conversation (three reads: the visitor's name and the
-        last messages)."""
+        last messages; a fourth while queued: the visitor's first message, for the queue card)."""
+        queued = conversation.state == State.QUEUED
         return payloads.summary(
             conversation,
             await self.store.get_visitor(conversation.visitor_id),
             await self.store.last_message(conversation.id),
             await self.store.last_message(conversation.id, role=Role.VISITOR),
             queue_position,
+            await self.store.first_message(conversation.id, role=Role.VISITOR) if queued else None,
         )
 
     # internals ------------------------------------------------------------------------------

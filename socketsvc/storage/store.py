@@ -811,10 +811,19 @@ class Store:
 
     async def last_message(self, conversation_id: str, role: Role | None = None) -> Message | None:
         """The conversation's latest message (of `role`, when given)."""
+        return await self._end_message(conversation_id, role, messages.c.seq.desc())
+
+    async def first_message(self, conversation_id: str, role: Role | None = None) -> Message | None:
+        """The conversation's earliest message (of `role`, when given)."""
+        return await self._end_message(conversation_id, role, messages.c.seq.asc())
+
+    async def _end_message(
+        self, conversation_id: str, role: Role | None, order: Any
+    ) -> Message | None:
         query = (
             messages.select()
             .where(messages.c.conversation_id == conversation_id)
-            .order_by(messages.c.seq.desc())
+            .order_by(order)
             .limit(1)
         )
         if role is not None:

@@ -49,7 +49,7 @@ async def queued(server: AppServer, clients: list[ChatClient]) -> tuple[ChatClie
 async def test_full_flow_bot_queue_accept_chat_transfer_release_resolve_reopen(app_server, clients):
     alice = await agent(app_server, clients, "alice", "Alice")
     bob = await agent(app_server, clients, "bob", "Bob")
-    assert alice.of("queue")[0] == {"conversations": []}
+    assert alice.of("queue")[0] == {"conversations": [], "max_text_length": 4000}
     v = await visitor(app_server, clients)
     cid = conversation_id(v)
     await v.send("what is socketsvc")
@@ -385,6 +385,46 @@ async def test_session_and_sync_carry_agent_queue_position_and_read_marks(app_se
     snapshot = await agent(app_server, clients, "alice", "Alice")
     mine = snapshot.of("assigned")[0]["conversations"][0]
     assert mine["last_visitor_message"]["text"] == "hello agent"
+
+
+async def test_queue_cards_carry_the_visitors_first_question_and_the_text_limit(start_app, clients):
+    server = await start_app(BOT="kb", MAX_TEXT_LENGTH="300")
+    alice = await agent(server, clients, "alice", "Alice")
+    # the agent learns the service's limit from its first snapshot (as a visitor from `session`)
+    assert alice.of("queue")[0] == {"conversations": [], "max_text_length": 300}
+
+    asking = await visitor(server, clients)
+    await asking.send("Where is my parcel #1234?")
+    await asking.send("hello? anyone")
+    assert (await asking.call("handoff", {}))["ok"]
+    long_first = await visitor(server, clients)
+    await long_first.send("é" * 250)
+    assert (await long_first.call("handoff", {}))["ok"]
+    _, silent = await queued(server, clients)  # asked for a human before writing anything
+
+    def queued_event(cid: str) -> dict[str, Any]:
+        found = [c for c in alice.of("conversation") if c["conversation_id"] == cid]
+        return found[0] if found and found[0]["state"] == "queued" else {}
+
+    event = await alice.wait_for(lambda: queued_event(conversation_id(asking)))
+    assert event["first_text"] == "Where is my parcel #1234?"
+    assert event["last_visitor_message"]["text"] == "hello? anyone"
+    cut = await alice.wait_for(lambda: queued_event(conversation_id(long_first)))
+    assert cut["first_text"] == "é" * 200 + "…"  # 200 characters, then an ellipsis
+    assert "first_text" not in await alice.wait_for(lambda: queued_event(silent))
+
+    # a later snapshot has them too, in queue order
+    bob = await agent(server, clients, "bob", "Bob")
+    snapshot = bob.of("queue")[0]
+    assert snapshot["max_text_length"] == 300
+    assert [(c["queue_position"], c.get("first_text")) for c in snapshot["conversations"]] == [
+        (1, "Where is my parcel #1234?"),
+        (2, "é" * 200 + "…"),
+        (3, None),
+    ]
+    # only queue cards carry it: an accepted conversation's Summary has the history instead
+    accepted = await bob.call("accept", {"conversation_id": conversation_id(asking)})
+    assert accepted["ok"] and "first_text" not in accepted["conversation"]
 
 
 async def visitor_with_token(

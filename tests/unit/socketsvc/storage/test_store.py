@@ -224,6 +224,22 @@ async def test_messages_after_pages(store: Store) -> None:
     }
 
 
+async def test_first_and_last_message_of_a_role(store: Store) -> None:
+    conversation_id = await new_conversation(store)
+    for text in ("first question", "second", "third"):
+        await store.append_message(conversation_id, VISITOR, text, None)
+    await store.append_message(conversation_id, BOT, "an answer", None)
+    first, last = (
+        await store.first_message(conversation_id, role=Role.VISITOR),
+        await store.last_message(conversation_id, role=Role.VISITOR),
+    )
+    assert first is not None and (first.seq, first.text) == (2, "first question")
+    assert last is not None and (last.seq, last.text) == (4, "third")
+    anyone = await store.first_message(conversation_id)
+    assert anyone is not None and (anyone.seq, anyone.text) == (1, "Hello!")
+    assert await store.first_message(await new_conversation(store, "v2"), role=Role.VISITOR) is None
+
+
 async def test_mark_read_never_lowers_the_mark(store: Store) -> None:
     conversation_id = await new_conversation(store)
     for i in range(7):
@@ -301,5 +317,6 @@ async def test_unknown_ids(store: Store) -> None:
     assert await store.get_conversation("missing") is None
     assert await store.messages_after("missing", 0, 10) == []
     assert await store.last_message("missing") is None
+    assert await store.first_message("missing") is None
     assert await store.append_message("missing", VISITOR, "x", None) is None
     assert await store.transition("missing", values={"state": State.QUEUED.value}) is None
