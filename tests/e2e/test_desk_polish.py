@@ -1,5 +1,6 @@
 """The agent desk's polish (issue 19) in Chromium: tests/e2e/desk_polish.test.mjs against a live
-socketsvc, once per database backend.
+socketsvc on SQLite (what it drives is the pages; the queue's `first_text` and the snapshot's
+`max_text_length` are tested on both databases in tests/integration/namespaces/test_agent.py).
 
 The service runs with MAX_TEXT_LENGTH=300, so that the pages' limit is seen to come from the
 service (their built-in default is 4000). The Node test signs agent JWTs with SOCKETSVC_SECRET and
@@ -110,6 +111,7 @@ def backdate_server(database_url: str) -> Iterator[str]:
 
 @pytest.mark.service_env(MAX_TEXT_LENGTH=str(MAX_TEXT))
 @pytest.mark.timeout(NODE_TIMEOUT + 60)
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 async def test_desk_polish_in_browser(live_server: Any) -> None:
     """Shift+Enter in both composers, over-long text refused with a notice (the limit from the
     service, the service's own refusal shown too), a log being read left where it is, date
