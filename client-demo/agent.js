@@ -42,14 +42,13 @@ import {
   initial,
   markDays,
   newClientId,
-  overLimitText,
+  renderLimit as showLimit,
   pendingMessageNode,
   placeNode,
   scrollToEnd,
   stickToEnd,
   storageGet,
   storageSet,
-  textLength,
   watchLog,
 } from "./format.js";
 
@@ -619,12 +618,7 @@ watchLog(el.log, el.jump); // new messages do not move a log being read
 
 /** The notice over the composer while the reply is over the service's limit; false then. */
 function renderLimit() {
-  const notice = overLimitText(textLength(el.text.value), maxText);
-  el.limit.textContent = notice;
-  el.limit.hidden = !notice;
-  if (notice) el.text.setAttribute("aria-invalid", "true");
-  else el.text.removeAttribute("aria-invalid");
-  return !notice;
+  return showLimit(el.text, el.limit, maxText);
 }
 
 // ---- sending ---------------------------------------------------------------------------------

@@ -540,6 +540,22 @@ export function overLimitText(length, max) {
 }
 
 /**
+ * Show `input`'s over-limit notice in `notice` (hidden, and `aria-invalid` dropped, when the text
+ * fits); whether the text fits.
+ * @param {HTMLTextAreaElement} input
+ * @param {HTMLElement} notice
+ * @param {number} max  the service's `max_text_length`
+ */
+export function renderLimit(input, notice, max) {
+  const text = overLimitText(textLength(input.value), max);
+  notice.textContent = text;
+  notice.hidden = !text;
+  if (text) input.setAttribute("aria-invalid", "true");
+  else input.removeAttribute("aria-invalid");
+  return !text;
+}
+
+/**
  * A <textarea> composer: Enter sends (submits `form`), Shift+Enter starts a new line, and Enter
  * while an input method is composing is left to it. The box grows with its text up to its CSS
  * `max-height`.

@@ -43,7 +43,7 @@ import {
   h,
   markDays,
   newClientId,
-  overLimitText,
+  renderLimit as showLimit,
   pendingMessageNode,
   placeNode,
   refusalText,
@@ -53,7 +53,6 @@ import {
   stickToEnd,
   storageGet,
   storageSet,
-  textLength,
   watchLog,
 } from "./format.js";
 
@@ -728,14 +727,9 @@ export function mount(options) {
 
   // ---- sending ---------------------------------------------------------------------------------
 
-  /** The notice under the log while the text is over the service's limit. */
+  /** The notice under the log while the text is over the service's limit; false then. */
   function renderLimit() {
-    const notice = overLimitText(textLength(el.text.value), maxText);
-    el.limit.textContent = notice;
-    el.limit.hidden = !notice;
-    if (notice) el.text.setAttribute("aria-invalid", "true");
-    else el.text.removeAttribute("aria-invalid");
-    return !notice;
+    return showLimit(el.text, el.limit, maxText);
   }
 
   /** @param {string} raw */

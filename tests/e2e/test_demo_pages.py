@@ -13,13 +13,8 @@ service's secret), and SOCKETSVC_CONTROL_URL: a tiny HTTP server in this process
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import socket
-import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +22,7 @@ import pytest
 
 from socketsvc.domain.tokens import TokenService
 from tests.conftest import SECRET
+from tests.support.control import control_server
 from tests.support.node import run_node_test
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -44,48 +40,27 @@ pytestmark = [
 ]
 
 
-@contextmanager
-def control_server(service: Any) -> Iterator[str]:
-    """An HTTP endpoint that stops and starts `service` (a tests.conftest.ServiceProcess)."""
-    lock = threading.Lock()
+def service_control(service: Any) -> dict[str, Any]:
+    """Actions that stop, start and restart `service` (a tests.conftest.ServiceProcess)."""
 
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:
-            action = self.path.strip("/")
-            if action not in ("stop", "start", "restart"):
-                self.send_error(404)
-                return
-            with lock:
-                if action in ("stop", "restart"):
-                    service.stop()
-                if action in ("start", "restart"):
-                    service.start(port=service.port)
-            body = json.dumps({"ok": True, "action": action, "url": service.url}).encode()
-            self.send_response(200)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
+    def act(action: str) -> Any:
+        def run(body: dict[str, Any]) -> dict[str, Any]:
+            if action in ("stop", "restart"):
+                service.stop()
+            if action in ("start", "restart"):
+                service.start(port=service.port)
+            return {"action": action, "url": service.url}
 
-        def log_message(self, format: str, *args: Any) -> None:
-            pass
+        return run
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, name="e2e-control", daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=5)
+    return {action: act(action) for action in ("stop", "start", "restart")}
 
 
 async def _run_node(
     live_server: Any, test_file: str, timeout: float = NODE_TIMEOUT, **extra_env: str
 ) -> None:
     token = TokenService(SECRET, 3600).mint_agent("ada", "Ada Lovelace")
-    with control_server(live_server) as control_url:
+    with control_server(service_control(live_server)) as control_url:
         env = dict(
             os.environ,
             SOCKETSVC_URL=str(live_server.url),

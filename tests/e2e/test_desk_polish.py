@@ -13,13 +13,8 @@ seconds (the date separators).
 from __future__ import annotations
 
 import asyncio
-import json
 import os
-import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +24,7 @@ import sqlalchemy as sa
 from socketsvc.storage.database import create_engine
 from socketsvc.storage.tables import messages
 from tests.conftest import SECRET
+from tests.support.control import control_server
 from tests.support.node import run_node_test
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -70,43 +66,15 @@ async def backdate(database_url: str, conversation_id: str, seqs: list[int], day
         await engine.dispose()
 
 
-@contextmanager
-def backdate_server(database_url: str) -> Iterator[str]:
-    """`POST /backdate` over HTTP, for the Node test."""
+def backdate_action(database_url: str) -> dict[str, Any]:
+    """`POST /backdate` for the Node test (tests/support/control.py)."""
 
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:
-            if self.path != "/backdate":
-                self.send_error(404)
-                return
-            body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-            changed = asyncio.run(
-                backdate(
-                    database_url,
-                    str(body["conversation_id"]),
-                    [int(s) for s in body["seqs"]],
-                    int(body["days"]),
-                )
-            )
-            answer = json.dumps({"ok": True, "changed": changed}).encode()
-            self.send_response(200)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(answer)))
-            self.end_headers()
-            self.wfile.write(answer)
+    def run(body: dict[str, Any]) -> dict[str, Any]:
+        seqs = [int(s) for s in body["seqs"]]
+        coro = backdate(database_url, str(body["conversation_id"]), seqs, int(body["days"]))
+        return {"changed": asyncio.run(coro)}
 
-        def log_message(self, format: str, *args: Any) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, name="e2e-backdate", daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=5)
+    return {"backdate": run}
 
 
 @pytest.mark.service_env(MAX_TEXT_LENGTH=str(MAX_TEXT))
@@ -117,7 +85,7 @@ async def test_desk_polish_in_browser(live_server: Any) -> None:
     service, the service's own refusal shown too), a log being read left where it is, date
     separators, the focus ring on conversation items, queue cards with the first question, and
     the landing page at 375 px."""
-    with backdate_server(live_server.env["DATABASE_URL"]) as control_url:
+    with control_server(backdate_action(live_server.env["DATABASE_URL"])) as control_url:
         env = dict(
             os.environ,
             SOCKETSVC_URL=str(live_server.url),
